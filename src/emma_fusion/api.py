@@ -1,0 +1,194 @@
+"""The Python API: fuse a pair (paths, arrays or PIL images), a pair of files, or two folders.
+
+Colour is handled here, once, around the method: both inputs are reduced to BT.601 luma, the
+method fuses the luma, and the chroma (Cb, Cr) of the colour source is put back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .errors import EmmaError
+from .io import ImageLike, is_pseudo_color, list_images, rgb_to_ycbcr, to_array, to_gray, write_image, ycbcr_to_rgb
+from .methods.base import FusionMethod, get_method
+
+__all__ = ["fuse", "fuse_files", "fuse_folder", "resolve_method", "FolderReport", "normalize_output"]
+
+log = logging.getLogger(__name__)
+
+Color = Literal["ycbcr", "gray"]
+ColorSource = Literal["auto", "vi", "ir", "none"]
+Normalize = Literal["minmax", "clip"]
+
+
+def resolve_method(
+    model: FusionMethod | nn.Module | str | os.PathLike | None = None,
+    method: str = "emma",
+    **options,
+) -> FusionMethod:
+    """Turn what the user passed into a :class:`FusionMethod`.
+
+    ``model`` may be a ready method, a network module, a packaged model name or a weights path;
+    without it, ``method`` names a registered method (``"emma"`` = the shipped network).
+    """
+    if model is None:
+        return get_method(method, **options)
+    if isinstance(model, nn.Module):
+        return get_method("emma", model=model, **options)
+    if isinstance(model, (str, os.PathLike)):
+        return get_method("emma", weights=model, **options)
+    if callable(model):
+        return model
+    raise EmmaError(f"cannot fuse with a {type(model).__name__}")
+
+
+def normalize_output(fused: np.ndarray, mode: Normalize = "minmax") -> np.ndarray:
+    """Scale a fused (H, W) array to [0, 1].
+
+    ``minmax`` stretches each image to the full range as the authors' test script does before
+    saving (published metric values are computed on such files); a flat image is only clipped.
+    ``clip`` keeps the network's own intensities.
+    """
+    if mode not in ("minmax", "clip"):
+        raise EmmaError(f"unknown normalisation {mode!r}; use minmax or clip")
+    lo, hi = float(fused.min()), float(fused.max())
+    if mode == "minmax" and hi - lo > 1e-12:
+        return ((fused - lo) / (hi - lo)).astype(np.float32)
+    return np.clip(fused, 0, 1).astype(np.float32)
+
+
+def _color_source(ir: np.ndarray, vi: np.ndarray, source: ColorSource) -> np.ndarray | None:
+    if source == "none":
+        return None
+    if source == "auto":
+        return vi if is_pseudo_color(vi) else ir if is_pseudo_color(ir) else None
+    arr = {"vi": vi, "ir": ir}.get(source)
+    if arr is None:
+        raise EmmaError(f"unknown colour source {source!r}; use auto, vi, ir or none")
+    return arr if arr.ndim == 3 else None
+
+
+def _as_tensor(gray: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
+
+
+def fuse(
+    ir: ImageLike,
+    vi: ImageLike,
+    model: FusionMethod | nn.Module | str | os.PathLike | None = None,
+    *,
+    method: str = "emma",
+    color: Color = "ycbcr",
+    color_source: ColorSource = "auto",
+    normalize: Normalize = "minmax",
+    key: str | None = None,
+    **options,
+) -> np.ndarray:
+    """Fuse an infrared (or CT/PET/SPECT) image with a visible (or MRI) image.
+
+    Args:
+        ir, vi: paths, PIL images or arrays ((H, W) or (H, W, 3); integer dtypes are scaled by
+            their maximum, float arrays must be in [0, 1]). Same H x W. A colour ``ir`` is reduced
+            to luma.
+        model: a method object, an ``nn.Module`` U-Fuser, a packaged model name or a weights file;
+            ``None`` uses ``method``.
+        method: registered method name (``emma`` = the network; see ``emma methods``).
+        color: ``ycbcr`` puts the colour source's chroma back on the fused luma; ``gray`` does not.
+        color_source: which input gives the chroma: ``auto`` (the visible image if it is in colour,
+            else the other one if it is pseudo-colour, e.g. PET/SPECT), ``vi``, ``ir`` or ``none``.
+        normalize: ``minmax`` (the authors' convention) or ``clip``.
+        key: the pair's name, for methods that look results up by file stem.
+        **options: passed to the method's constructor (``weights``, ``device``, ``tile``, ``threads``...).
+
+    Returns:
+        float32 array in [0, 1]: (H, W), or (H, W, 3) RGB when a colour source is used.
+    """
+    ir_a, vi_a = to_array(ir), to_array(vi)
+    if ir_a.shape[:2] != vi_a.shape[:2]:
+        raise EmmaError(f"image sizes differ: infrared {ir_a.shape[1]}x{ir_a.shape[0]}, visible {vi_a.shape[1]}x{vi_a.shape[0]}")
+    fm = resolve_method(model, method, **options)
+    with torch.inference_mode():
+        out = fm(_as_tensor(to_gray(ir_a)), _as_tensor(to_gray(vi_a)), key=key)
+    fused = out[0, 0].float().cpu().numpy()
+    if not np.all(np.isfinite(fused)):
+        raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
+    fused = normalize_output(fused, normalize)
+    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
+    if color not in ("ycbcr", "gray"):
+        raise EmmaError(f"unknown colour mode {color!r}; use ycbcr or gray")
+    if src is None:
+        return fused
+    ycc = rgb_to_ycbcr(src)
+    ycc[..., 0] = fused
+    return ycbcr_to_rgb(ycc)
+
+
+def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, bits: int = 8, **kwargs) -> Path:
+    """Fuse two image files and write the result to ``out`` atomically; returns ``out``."""
+    fused = fuse(ir, vi, key=Path(ir).stem, **kwargs)
+    return write_image(out, fused, bits=bits)
+
+
+@dataclass
+class FolderReport:
+    """What :func:`fuse_folder` did."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    unpaired: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def pair_folders(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """Pair the images of two folders by file stem: ([(stem, ir, vi)], [unpaired file names])."""
+    irs, vis = list_images(ir_dir), list_images(vi_dir)
+    pairs = [(s, irs[s], vis[s]) for s in sorted(irs.keys() & vis.keys())]
+    unpaired = [str(irs[s]) for s in sorted(irs.keys() - vis.keys())] + [str(vis[s]) for s in sorted(vis.keys() - irs.keys())]
+    return pairs, unpaired
+
+
+def fuse_folder(
+    ir_dir: str | os.PathLike,
+    vi_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: FusionMethod | nn.Module | str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    suffix: str = ".png",
+    bits: int = 8,
+    progress: bool = True,
+    **kwargs,
+) -> FolderReport:
+    """Fuse every pair (same stem in ``ir_dir`` and ``vi_dir``) into ``out_dir/<stem><suffix>``.
+
+    Existing outputs are kept unless ``overwrite``; every file is written atomically. A pair that
+    fails (unreadable, sizes differ) is recorded in ``report.failed`` and the others go on.
+    """
+    pairs, unpaired = pair_folders(ir_dir, vi_dir)
+    if not pairs:
+        raise EmmaError(f"no image pairs with matching names in {ir_dir} and {vi_dir}")
+    report = FolderReport(unpaired=unpaired)
+    for name in unpaired:
+        log.warning("no partner for %s", name)
+    opts = {k: kwargs.pop(k) for k in ("method", "weights", "device", "tile", "overlap", "threads") if k in kwargs}
+    fm = resolve_method(model, opts.pop("method", "emma"), **opts)
+    for stem, ir, vi in tqdm(pairs, desc="fusing", unit="pair", disable=not progress):
+        out = Path(out_dir) / f"{stem}{suffix}"
+        if out.exists() and not overwrite:
+            report.skipped.append(out)
+            continue
+        try:
+            report.written.append(fuse_files(ir, vi, out, bits=bits, model=fm, **kwargs))
+        except EmmaError as e:
+            report.failed[stem] = str(e)
+            log.error("%s: %s", stem, e)
+    return report

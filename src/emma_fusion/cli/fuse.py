@@ -1,0 +1,86 @@
+"""``emma fuse``: one pair of files, or two folders paired by file stem."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import EmmaError
+
+
+class ColorMode(str, Enum):
+    ycbcr = "ycbcr"
+    gray = "gray"
+
+
+class ColorSource(str, Enum):
+    auto = "auto"
+    vi = "vi"
+    ir = "ir"
+    none = "none"
+
+
+class NormalizeMode(str, Enum):
+    minmax = "minmax"
+    clip = "clip"
+
+
+def fuse_command(
+    ir: Optional[Path] = typer.Argument(None, help="Infrared (or CT/PET/SPECT) image."),
+    vi: Optional[Path] = typer.Argument(None, help="Visible (or MRI) image."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (one pair) or folder (folders)."),
+    ir_dir: Optional[Path] = typer.Option(None, "--ir", help="Folder of infrared images."),
+    vi_dir: Optional[Path] = typer.Option(None, "--vi", help="Folder of visible images (paired by file stem)."),
+    method: str = typer.Option("emma", "--method", "-m", help="Fusion method (see `emma methods`)."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="U-Fuser weights (.safetensors/.pth) or packaged model name."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    color: ColorMode = typer.Option(ColorMode.ycbcr, "--color", help="ycbcr: keep the colour source's chroma; gray: luma only."),
+    color_source: ColorSource = typer.Option(ColorSource.auto, "--color-source", help="Input that gives the colour (auto: the colour one)."),
+    normalize: NormalizeMode = typer.Option(NormalizeMode.minmax, "--normalize", help="minmax (authors' convention) or clip."),
+    tile: int = typer.Option(1024, "--tile", help="Tile side for large images (0: never tile)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
+    bits: int = typer.Option(8, "--bits", help="Output bit depth: 8 or 16 (16: gray PNG/TIFF)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in folder mode."),
+) -> None:
+    """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
+    from ..api import fuse_files, fuse_folder
+
+    if bits not in (8, 16):
+        raise EmmaError("--bits must be 8 or 16")
+    opts = dict(color=color.value, color_source=color_source.value, normalize=normalize.value, bits=bits)
+    mopts = dict(method=method, device=device)
+    if method == "emma":
+        mopts.update(weights=weights, tile=tile, threads=threads)
+    elif weights:
+        raise EmmaError("--weights only applies to --method emma")
+    if ir_dir or vi_dir or (ir and ir.is_dir()):
+        ir_dir, vi_dir = ir_dir or ir, vi_dir or vi
+        if not (ir_dir and vi_dir and out):
+            raise EmmaError("folder mode needs --ir DIR --vi DIR --out DIR")
+        from ..api import resolve_method
+
+        fm = resolve_method(None, **mopts)
+        rep = fuse_folder(ir_dir, vi_dir, out, fm, overwrite=overwrite, **opts)
+        for name in rep.unpaired:
+            typer.echo(f"warning: no partner for {name}", err=True)
+        typer.echo(f"{len(rep.written)} written, {len(rep.skipped)} skipped (exist; --overwrite to redo), "
+                   f"{len(rep.unpaired)} unpaired, {len(rep.failed)} failed -> {out}")
+        if rep.failed:
+            for stem, msg in rep.failed.items():
+                typer.echo(f"error: {stem}: {msg}", err=True)
+            sys.exit(1)
+        return
+    if not (ir and vi and out):
+        raise EmmaError("give IR VI -o OUT for one pair, or --ir DIR --vi DIR --out DIR for folders")
+    if out.exists() and out.is_dir():
+        out = out / f"{ir.stem}.png"
+    path = fuse_files(ir, vi, out, **opts, **mopts)
+    typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fuse")(fuse_command)

@@ -1,0 +1,186 @@
+"""Reading and writing images: 8/16-bit, gray/RGB, BT.601 YCbCr, atomic writes.
+
+Arrays are float32 in [0, 1], shaped (H, W) for gray and (H, W, 3) for RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import EmmaError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageLike",
+    "read_image",
+    "to_array",
+    "to_gray",
+    "rgb_to_ycbcr",
+    "ycbcr_to_rgb",
+    "is_pseudo_color",
+    "write_image",
+    "atomic_write",
+    "list_images",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
+
+# BT.601 full-range (JPEG) YCbCr, as OpenCV and PIL use it.
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.uint16).astype(np.float32) / 65535.0
+    if mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if a.max(initial=0) > 255 else 255.0
+        return (a / peak).clip(0, 1).astype(np.float32)
+    if mode == "L":
+        return np.asarray(img, dtype=np.float32) / 255.0
+    if mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file into float32 [0, 1]: (H, W) for gray files, (H, W, 3) for colour.
+
+    16-bit PNG/TIFF keep their precision; palette and alpha images become RGB.
+    Raises :class:`EmmaError` for a missing, unreadable, truncated or empty file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise EmmaError(f"no such image file: {p}")
+    try:
+        with Image.open(p) as img:
+            img.load()
+            arr = _pil_to_array(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise EmmaError(f"cannot read image {p}: {e}") from None
+    if arr.size == 0:
+        raise EmmaError(f"image {p} is empty (zero size)")
+    return arr
+
+
+def to_array(image: ImageLike) -> np.ndarray:
+    """Turn a path, PIL image or numpy array into a float32 [0, 1] (H, W) or (H, W, 3) array.
+
+    Integer arrays are scaled by their dtype's maximum; float arrays must already be in [0, 1].
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        arr = _pil_to_array(image)
+    elif isinstance(image, np.ndarray):
+        arr = image
+        if np.issubdtype(arr.dtype, np.integer):
+            arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        elif arr.dtype == bool:
+            arr = arr.astype(np.float32)
+        else:
+            arr = arr.astype(np.float32, copy=False)
+            if not np.all(np.isfinite(arr)):
+                raise EmmaError("image array contains NaN or infinite values")
+            if arr.size and (arr.min() < 0 or arr.max() > 1):
+                raise EmmaError("float image arrays must lie in [0, 1]")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[..., :3]
+    else:
+        raise EmmaError(f"unsupported image type {type(image).__name__}")
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise EmmaError(f"expected an (H, W) or (H, W, 3) image, got shape {arr.shape}")
+    if arr.size == 0:
+        raise EmmaError("image is empty (zero size)")
+    return arr
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 full-range RGB -> YCbCr, (H, W, 3) in [0, 1] -> (H, W, 3), chroma centred on 0.5."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = _KR * r + _KG * g + _KB * b
+    cb = (b - y) / (2 * (1 - _KB)) + 0.5
+    cr = (r - y) / (2 * (1 - _KR)) + 0.5
+    return np.stack([y, cb, cr], axis=-1).astype(np.float32)
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`, clipped to [0, 1]."""
+    y, cb, cr = ycc[..., 0], ycc[..., 1] - 0.5, ycc[..., 2] - 0.5
+    r = y + 2 * (1 - _KR) * cr
+    b = y + 2 * (1 - _KB) * cb
+    g = (y - _KR * r - _KB * b) / _KG
+    return np.stack([r, g, b], axis=-1).clip(0, 1).astype(np.float32)
+
+
+def to_gray(arr: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an (H, W, 3) array; (H, W) arrays pass through."""
+    return arr if arr.ndim == 2 else rgb_to_ycbcr(arr)[..., 0]
+
+
+def is_pseudo_color(arr: np.ndarray, tol: float = 2.0 / 255) -> bool:
+    """True when an (H, W, 3) array carries colour (channels differ by more than ``tol`` somewhere)."""
+    if arr.ndim == 2:
+        return False
+    return bool(np.abs(arr[..., 0] - arr[..., 1]).max() > tol or np.abs(arr[..., 1] - arr[..., 2]).max() > tol)
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` atomically.
+
+    Nothing is left at ``path`` (or beside it) when ``write`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_image(path: str | os.PathLike, arr: np.ndarray, bits: int = 8) -> Path:
+    """Write a float [0, 1] (H, W) or (H, W, 3) array as an 8- or 16-bit image, atomically.
+
+    The format follows the suffix (PNG, TIFF, JPEG, BMP); 16 bits need PNG or TIFF and gray.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise EmmaError(f"unsupported output format {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    arr = np.clip(np.nan_to_num(arr, nan=0.0), 0, 1)
+    if bits == 16:
+        if arr.ndim != 2 or suffix not in (".png", ".tif", ".tiff"):
+            raise EmmaError("16-bit output needs a gray image and a .png or .tif file")
+        img = Image.fromarray((arr * 65535 + 0.5).astype(np.uint16))
+    else:
+        img = Image.fromarray((arr * 255 + 0.5).astype(np.uint8))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(suffix, "PNG")
+    kwargs = {"quality": 95} if fmt == "JPEG" else {}
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
+
+
+def list_images(folder: str | os.PathLike) -> dict[str, Path]:
+    """Map file stem -> path for the image files directly inside ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EmmaError(f"no such folder: {folder}")
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            out.setdefault(p.stem, p)
+    return out
