@@ -48,18 +48,26 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [round(i * step) for i in range(n)]
 
 
-def blend_window(h: int, w: int, ramp: int, top: bool, bottom: bool, left: bool, right: bool) -> torch.Tensor:
-    """(1, 1, h, w) weights: 1 inside, raised-cosine ramps of ``ramp`` px on the sides that overlap."""
+def blend_window(h: int, w: int, overlap: int, top: bool, bottom: bool, left: bool, right: bool) -> torch.Tensor:
+    """(1, 1, h, w) blending weights of a tile.
+
+    On each side shared with a neighbour, the outer quarter of ``overlap`` gets weight 0 (those
+    pixels see the tile border) and the rest of the overlap a raised-cosine ramp up to 1.
+    Outputs are divided by the summed weights, so the weights need not sum to one.
+    """
 
     def profile(n: int, lo: bool, hi: bool) -> torch.Tensor:
         p = torch.ones(n)
-        r = min(ramp, n // 2)
+        margin = min(overlap // 4, n // 4)
+        r = min(overlap - margin, n // 2 - margin)
+        ramp = torch.zeros(margin + max(r, 0))
         if r > 0:
-            t = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(r) + 0.5) / r)
-            if lo:
-                p[:r] = t
-            if hi:
-                p[n - r:] = t.flip(0)
+            ramp[margin:] = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(r) + 0.5) / r)
+        k = ramp.numel()
+        if lo and k:
+            p[:k] = ramp
+        if hi and k:
+            p[n - k:] = torch.minimum(p[n - k:], ramp.flip(0))
         return p
 
     return (profile(h, top, bottom)[:, None] * profile(w, left, right)[None, :])[None, None]

@@ -164,19 +164,24 @@ def _resolve(name_or_path: str | os.PathLike | None) -> tuple[Path, str | None]:
     return p, None
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, arch: str = "ufuser") -> nn.Module:
+def load_model(name_or_path: str | os.PathLike | None = None, arch: str | None = "ufuser") -> nn.Module:
     """Load a network in eval mode from a packaged model name or a weights file.
 
     Args:
         name_or_path: a packaged model name (``None`` means the default), or a ``.safetensors`` /
             ``.pth`` file. Packaged files are checked against their recorded sha256.
-        arch: the architecture to expect when the file carries no metadata (authors' ``.pth``).
+        arch: the architecture expected (a file of another one is an error); ``None`` accepts
+            whatever the file's metadata names. Files without metadata (the authors' ``.pth``)
+            are taken to be of this architecture.
     """
     path, sha = _resolve(name_or_path)
     if sha is not None and sha256_file(path) != sha:
         raise EmmaError(f"packaged model {path.name} is corrupt: sha256 does not match the registry")
     state, meta = load_state(path)
-    arch = meta.get("arch", arch)
+    found = meta.get("arch", arch or "ufuser")
+    if arch is not None and found != arch:
+        raise EmmaError(f"{path} does not fit {ARCHITECTURES[arch].__name__}: it holds a {found} network")
+    arch = found
     config = json.loads(meta["config"]) if "config" in meta else {}
     if arch == "sensing-unet" and "config" not in meta and "down1.conv.0.weight" in state:
         config = {"width": int(state["down1.conv.0.weight"].shape[0])}

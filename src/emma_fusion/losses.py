@@ -1,0 +1,137 @@
+"""EMMA's training losses: the Sobel-gradient l1 loss and Eq. 6 with the paper's ablations.
+
+All tensors are (N, 1, H, W) float in [0, 1] unless stated otherwise.
+
+Eq. 6 (``ablation="full"``)::
+
+    L(A_i(f), i) + a1 L(A_v(f), v) + a2 L(f_t, F(A_i(f_t), A_v(f_t))),   f = F(i, v),  f_t = T f
+
+with ``L(x, y) = l1(x, y) + l1(grad x, grad y)``, ``grad`` the normalised 3x3 Sobel gradient
+(both components). The ablations of the paper's Table 2:
+
+- ``"I"``: without the equivariant term;
+- ``"II"``: the plain loss ``l1(f, i) + a1 l1(f, v)`` in place of the two sensing terms;
+- ``"III"``: II without the equivariant term;
+- ``"IV"``: III with the same transforms used as data augmentation on the inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import spatial_gradient
+from torch import nn
+
+from .errors import EmmaError
+from .transforms import Transform, apply_stack
+
+__all__ = ["ABLATIONS", "sobel_l1", "gradient_l1", "EmmaLoss", "LossOutput"]
+
+ABLATIONS = ("full", "I", "II", "III", "IV")
+
+
+def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean |grad x - grad y| over both normalised Sobel components (kornia, replicate border)."""
+    gx = spatial_gradient(x, mode="sobel", order=1, normalized=True)
+    gy = spatial_gradient(y, mode="sobel", order=1, normalized=True)
+    return F.l1_loss(gx, gy)
+
+
+def sobel_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``L(x, y) = l1(x, y) + l1(grad x, grad y)`` (scalar)."""
+    return F.l1_loss(x, y) + gradient_l1(x, y)
+
+
+@dataclass
+class LossOutput:
+    """The total loss, its named terms (detached 0-d tensors, for logging) and the fused batch."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    fused: torch.Tensor
+
+
+class EmmaLoss(nn.Module):
+    """Eq. 6 of the paper and its Table-2 ablations, as one module.
+
+    Args:
+        fuser: the U-Fuser ``F(ir, vi) -> f`` (trained).
+        sense_ir, sense_vi: ``A_i``, ``A_v`` (frozen here: eval mode, ``requires_grad=False``;
+            gradients still flow through them to ``f``). Not needed for ablations III and IV.
+        a1, a2: weights of the visible sensing term and of the equivariant term.
+        ablation: one of :data:`ABLATIONS`.
+        plain_grad: use ``L`` (l1 + gradient) instead of plain l1 in the ablation II-IV terms.
+
+    ``forward(ir, vi, transforms)`` returns a :class:`LossOutput`; ``transforms`` is the step's
+    transform stack (ignored by ablations I and III).
+    """
+
+    def __init__(
+        self,
+        fuser: nn.Module,
+        sense_ir: nn.Module | None = None,
+        sense_vi: nn.Module | None = None,
+        *,
+        a1: float = 1.0,
+        a2: float = 0.1,
+        ablation: str = "full",
+        plain_grad: bool = False,
+    ) -> None:
+        super().__init__()
+        if ablation not in ABLATIONS:
+            raise EmmaError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+        if self.needs_sensing(ablation) and (sense_ir is None or sense_vi is None):
+            raise EmmaError(f"ablation {ablation!r} needs both pseudo-sensing nets A_i and A_v")
+        self.fuser = fuser
+        self.sense_ir = _freeze(sense_ir) if self.needs_sensing(ablation) else None
+        self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
+        self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
+        self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
+
+    @staticmethod
+    def needs_sensing(ablation: str) -> bool:
+        """Whether ``ablation`` uses A_i and A_v."""
+        return ablation in ("full", "I", "II")
+
+    @property
+    def uses_transforms(self) -> bool:
+        """Whether the loss takes a transform stack (equivariant term or augmentation)."""
+        return self.ablation in ("full", "II", "IV")
+
+    def train(self, mode: bool = True) -> "EmmaLoss":
+        super().train(mode)
+        for a in (self.sense_ir, self.sense_vi):
+            if a is not None:
+                a.eval()  # BatchNorm keeps its running statistics
+        return self
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor, transforms: Sequence[Transform] = ()) -> LossOutput:
+        if self.ablation == "IV":
+            if not transforms:
+                raise EmmaError("ablation IV needs a transform stack (used as data augmentation)")
+            ir, vi = apply_stack(ir, transforms), apply_stack(vi, transforms)
+        f = self.fuser(ir, vi)
+        terms: dict[str, torch.Tensor] = {}
+        if self.ablation in ("full", "I"):
+            terms["sense_ir"] = sobel_l1(self.sense_ir(f), ir)
+            terms["sense_vi"] = self.a1 * sobel_l1(self.sense_vi(f), vi)
+        else:
+            terms["plain_ir"] = self.plain(f, ir)
+            terms["plain_vi"] = self.a1 * self.plain(f, vi)
+        if self.ablation in ("full", "II"):
+            if not transforms:
+                raise EmmaError(f"ablation {self.ablation!r} needs a transform stack")
+            f_t = apply_stack(f, transforms)
+            refused = self.fuser(self.sense_ir(f_t), self.sense_vi(f_t))
+            terms["equivariant"] = self.a2 * sobel_l1(f_t, refused)
+        total = torch.stack(list(terms.values())).sum()
+        return LossOutput(total=total, terms={k: v.detach() for k, v in terms.items()}, fused=f)
+
+
+def _freeze(net: nn.Module) -> nn.Module:
+    net.eval()
+    net.requires_grad_(False)
+    return net

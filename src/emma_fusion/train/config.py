@@ -1,0 +1,325 @@
+"""Training configurations: dataclasses, the ``paper`` and ``cpu`` presets, and TOML I/O.
+
+A TOML file holds a ``[sensing]`` and/or a ``[fusion]`` table (one file can drive both stages)
+and may name a base preset at the top level (``preset = "cpu"``); every key it sets overrides
+the preset's value. Unknown keys are an error, so typos do not pass silently. Relative paths are
+taken relative to the current working directory. The resolved configuration of a run is saved
+as ``config.toml`` in its output folder and beside every checkpoint.
+
+Epochs: training draws random crops, so an epoch is defined as
+``ceil(len(data) * crops_per_image / (batch * world_size))`` steps, where ``len(data)`` is the
+number of usable pairs (stage 2) or of (pair, fused image) inputs (stage 1) and
+``crops_per_image`` defaults to 6, the number of 128 x 128 grid patches the authors cut from a
+480 x 640 MSRS image. ``steps > 0`` overrides ``epochs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import DatasetSpec
+from ..errors import EmmaError
+from ..io import atomic_write
+
+__all__ = [
+    "PRESETS",
+    "DataConfig",
+    "OptimConfig",
+    "TransformConfig",
+    "MonitorConfig",
+    "SensingConfig",
+    "FusionConfig",
+    "preset",
+    "load_config",
+    "save_config",
+    "config_to_toml",
+    "apply_overrides",
+]
+
+
+@dataclass
+class DataConfig:
+    """Where the crops come from and how they are drawn (see :class:`emma_fusion.data.PairedCrops`)."""
+
+    sets: list[DatasetSpec] = field(default_factory=list)
+    crop: int = 128
+    crops_per_image: int = 6
+    min_contrast: float = 0.1
+    max_tries: int = 20
+    noise_std: float = 0.0
+    cache_mb: float = 2048.0
+
+
+@dataclass
+class OptimConfig:
+    """Adam with a step learning-rate decay: lr x ``lr_gamma`` every ``lr_step_epochs`` epochs."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_step_epochs: float = 20.0
+    lr_gamma: float = 0.5
+    grad_clip: float = 0.0
+
+
+@dataclass
+class TransformConfig:
+    """The equivariance transform stack (:class:`emma_fusion.transforms.TransformSampler`).
+
+    ``per_step = 0`` uses the whole stack every step (the authors); ``k > 0`` draws ``k`` of it.
+    """
+
+    n_shift: int = 3
+    n_rot: int = 3
+    n_flip: int = 3
+    angles: list[float] = field(default_factory=lambda: [10.0, 130.0, 250.0])
+    include_identity: bool = True
+    per_step: int = 0
+
+
+@dataclass
+class MonitorConfig:
+    """Stage-2 artefact monitor, evaluated every ``every`` steps on fixed crops.
+
+    ``hf_ratio``: mean |Laplacian| of f over the larger of the sources'; above ``hf_max`` the
+    fused image carries more high-frequency energy than either source (stripes, checkerboards).
+    ``sense_ratio``: MSE(A(f), source) over MSE(A(avg), source), avg = (i + v) / 2 an ordinary
+    fused image, for A_i and A_v; below ``sense_min`` f encodes a source in a form only A decodes.
+    ``patience`` consecutive violations stop the run when ``stop`` is true (otherwise warn).
+    """
+
+    every: int = 100
+    crops: int = 8
+    hf_max: float = 1.5
+    sense_min: float = 0.2
+    patience: int = 3
+    stop: bool = True
+
+
+@dataclass
+class _RunFields:
+    out: str = "runs/emma"
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    threads: int = 0
+    batch: int = 8
+    epochs: float = 100.0
+    steps: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class SensingConfig(_RunFields):
+    """Stage 1: pseudo-sensing nets A_i (fused -> ir) and A_v (fused -> vi), MSE loss."""
+
+    width: int = 64
+    holdout: float = 0.1
+    gate_ratio: float = 0.8
+    gate_crops: int = 64
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_step_epochs=10.0))
+    data: DataConfig = field(default_factory=DataConfig)
+
+    stage = "sensing"
+
+
+@dataclass
+class FusionConfig(_RunFields):
+    """Stage 2: the U-Fuser with frozen A_i, A_v and the loss of Eq. 6 (or an ablation)."""
+
+    sensing: str = ""
+    sensing_ir: str = ""
+    sensing_vi: str = ""
+    skip_gate: bool = False
+    init_weights: str = ""
+    ablation: str = "full"
+    a1: float = 1.0
+    a2: float = 0.1
+    plain_grad: bool = False
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    transforms: TransformConfig = field(default_factory=TransformConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    stage = "fusion"
+
+
+StageConfig = typing.Union[SensingConfig, FusionConfig]
+_CLASSES: dict[str, type] = {"sensing": SensingConfig, "fusion": FusionConfig}
+
+
+def _paper(stage: str) -> StageConfig:
+    if stage == "sensing":
+        return SensingConfig(batch=64, epochs=40.0, checkpoint_every=1000)
+    return FusionConfig(batch=8, epochs=100.0, checkpoint_every=2000)
+
+
+def _cpu(stage: str) -> StageConfig:
+    """Measured on a 2-core CPU to fit both stages in about 2 hours (docs/TRAINING.md)."""
+    if stage == "sensing":
+        return SensingConfig(
+            width=16, batch=8, steps=1500, checkpoint_every=250, gate_crops=48,
+            optim=OptimConfig(lr=1e-3, lr_step_epochs=1e9, lr_gamma=0.5),
+            data=DataConfig(crop=96, noise_std=0.1),
+        )
+    return FusionConfig(
+        batch=4, steps=3000, checkpoint_every=250,
+        optim=OptimConfig(lr=2e-4, lr_step_epochs=1e9, lr_gamma=0.5),
+        transforms=TransformConfig(per_step=1),
+        monitor=MonitorConfig(every=100, crops=8),
+        data=DataConfig(crop=96),
+    )
+
+
+PRESETS = {"paper": _paper, "cpu": _cpu}
+
+
+def preset(name: str, stage: str) -> StageConfig:
+    """The preset ``name`` (``paper`` or ``cpu``) for ``stage`` (``sensing`` or ``fusion``)."""
+    if stage not in _CLASSES:
+        raise EmmaError(f"unknown stage {stage!r}; use 'sensing' or 'fusion'")
+    if name not in PRESETS:
+        raise EmmaError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name](stage)
+
+
+# -- dict <-> dataclass ---------------------------------------------------------------------
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise EmmaError(f"config {where} must be a table")
+        return _merge(tp(), value, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise EmmaError(f"config {where} must be a list")
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is not tp:
+        raise EmmaError(f"config {where} must be {tp.__name__}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str = "") -> Any:
+    """Return a copy of dataclass ``obj`` with ``values`` (nested dicts) applied."""
+    types = _field_types(type(obj))
+    known = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if key not in known:
+            raise EmmaError(f"unknown config key {path!r}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _merge(current, value, path)
+        else:
+            changes[key] = _convert(value, types[key], path)
+    return dataclasses.replace(obj, **changes)
+
+
+def apply_overrides(cfg: StageConfig, overrides: dict[str, Any]) -> StageConfig:
+    """Apply dotted-key overrides, e.g. ``{"optim.lr": 1e-3, "steps": 10}``; ``None`` values are skipped."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = nested
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return _merge(cfg, nested)
+
+
+def load_config(stage: str, path: str | os.PathLike | None = None, preset_name: str | None = None) -> StageConfig:
+    """The configuration of ``stage``: a preset (``preset_name``, else the file's ``preset``,
+    else ``paper``) with the file's ``[stage]`` table applied."""
+    table: dict[str, Any] = {}
+    file_preset = None
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise EmmaError(f"no such config file: {p}")
+        try:
+            doc = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise EmmaError(f"cannot parse config {p}: {e}") from None
+        unknown = set(doc) - {"preset", "sensing", "fusion"}
+        if unknown:
+            raise EmmaError(f"unknown top-level config keys in {p}: {', '.join(sorted(unknown))}")
+        file_preset = doc.get("preset")
+        if stage not in doc:
+            raise EmmaError(f"config {p} has no [{stage}] table")
+        table = doc[stage]
+    base = preset(preset_name or file_preset or "paper", stage)
+    return _merge(base, table, stage)
+
+
+# -- TOML writing ----------------------------------------------------------------------------
+def _toml_scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        r = repr(v)
+        return r if any(c in r for c in ".en") else r + ".0"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_scalar(x) for x in v) + "]"
+    raise EmmaError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_table(d: dict[str, Any], prefix: str, lines: list[str]) -> None:
+    scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not _is_table_list(v)}
+    tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+    arrays = {k: v for k, v in d.items() if _is_table_list(v)}
+    if prefix:
+        lines.append(f"\n[{prefix}]")
+    lines += [f"{k} = {_toml_scalar(v)}" for k, v in scalars.items()]
+    for k, v in tables.items():
+        _toml_table(v, f"{prefix}.{k}" if prefix else k, lines)
+    for k, items in arrays.items():
+        for item in items:
+            lines.append(f"\n[[{prefix}.{k}]]" if prefix else f"\n[[{k}]]")
+            sub: list[str] = []
+            _toml_table(item, "", sub)
+            lines += sub
+
+
+def _is_table_list(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def config_to_toml(cfg: StageConfig) -> str:
+    """TOML text of ``cfg`` under its ``[stage]`` table (readable by :func:`load_config`)."""
+    lines = [f"# emma-fusion training configuration ({cfg.stage} stage)"]
+    _toml_table({cfg.stage: dataclasses.asdict(cfg)}, "", lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def save_config(cfg: StageConfig, path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as TOML to ``path`` atomically."""
+    text = config_to_toml(cfg)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -1,0 +1,223 @@
+"""Stage 2: the U-Fuser, trained with frozen A_i, A_v and the loss of Eq. 6 (or an ablation).
+
+The step's transform stack is drawn with a ``torch.Generator`` seeded from (seed, step, rank), so
+a resumed run draws the same transforms. An artefact monitor scores fixed crops every
+``monitor.every`` steps (see :class:`~emma_fusion.train.config.MonitorConfig`) and warns, or stops
+the run, when the U-Fuser starts to fool the sensing nets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from kornia.filters import laplacian
+from torch import nn
+
+from ..data import PairedCrops
+from ..errors import EmmaError
+from ..losses import EmmaLoss
+from ..nets import UFuser
+from ..transforms import TransformSampler
+from ..weights import load_model, load_state, load_weights_into, save_weights
+from .config import FusionConfig
+from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
+from .sensing import GATE_FILE, SENSING_FILES
+
+__all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "FUSER_FILE"]
+
+log = logging.getLogger(__name__)
+
+FUSER_FILE = "ufuser.safetensors"
+
+
+def hf_energy(x: torch.Tensor) -> torch.Tensor:
+    """High-frequency energy: mean |3x3 Laplacian| (reflect border) of (N, 1, H, W) -> scalar."""
+    return laplacian(x.float(), 3, border_type="reflect", normalized=False).abs().mean()
+
+
+class FusionObjective(nn.Module):
+    """:class:`~emma_fusion.losses.EmmaLoss` plus the per-step transform draw; DDP wraps this."""
+
+    def __init__(self, loss: EmmaLoss, sampler: TransformSampler, seed: int, rank: int = 0) -> None:
+        super().__init__()
+        self.loss, self.sampler, self.seed, self.rank = loss, sampler, seed, rank
+
+    def transforms(self, step: int, height: int, width: int):
+        """The transform stack of ``step`` (empty when the ablation uses none)."""
+        if not self.loss.uses_transforms:
+            return []
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 131 + self.rank)
+        return self.sampler.sample(height, width, gen)
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor, step: int = 0):
+        out = self.loss(ir, vi, self.transforms(step, ir.shape[-2], ir.shape[-1]))
+        return out.total.float(), out.terms
+
+
+class ArtefactMonitor:
+    """Scores fixed crops: high-frequency ratio of f and the sensing nets' error ratio.
+
+    ``hf_ratio = hf(f) / max(hf(i), hf(v))``; ``sense_ratio_ir = MSE(A_i(f), i) / MSE(A_i(avg), i)``
+    with ``avg = (i + v) / 2`` (and the same for A_v). A violation is ``hf_ratio > hf_max`` or a
+    sense ratio below ``sense_min``; ``patience`` violations in a row warn loudly and, with
+    ``stop``, end the run. Runs on rank 0; the decision is broadcast to every rank.
+    """
+
+    def __init__(self, cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] | None,
+                 batch: dict[str, torch.Tensor], rt: Runtime) -> None:
+        self.cfg, self.fuser, self.sense, self.rt = cfg.monitor, fuser, sense, rt
+        self.batch = {k: v.to(rt.device) for k, v in batch.items()}
+        self.streak = 0
+        self.reference: dict[str, float] = {}
+        if sense:
+            avg = (self.batch["ir"] + self.batch["vi"]) / 2
+            with torch.no_grad():
+                self.reference = {m: float(F.mse_loss(a(avg).float(), self.batch[m])) for m, a in sense.items()}
+
+    @torch.no_grad()
+    def measure(self) -> dict[str, float]:
+        """The monitor's numbers for the current U-Fuser."""
+        ir, vi = self.batch["ir"], self.batch["vi"]
+        with self.rt.autocast():
+            f = self.fuser(ir, vi).float()
+        rec = {"hf_ratio": float(hf_energy(f) / torch.maximum(hf_energy(ir), hf_energy(vi)).clamp_min(1e-8)),
+               "l1_ir": float(F.l1_loss(f, ir)), "l1_vi": float(F.l1_loss(f, vi))}
+        for m, a in (self.sense or {}).items():
+            rec[f"sense_ratio_{m}"] = float(F.mse_loss(a(f).float(), self.batch[m])) / max(self.reference[m], 1e-12)
+        return rec
+
+    def _violations(self, rec: dict[str, float]) -> list[str]:
+        bad = []
+        if rec["hf_ratio"] > self.cfg.hf_max:
+            bad.append(f"high-frequency ratio {rec['hf_ratio']:.2f} > {self.cfg.hf_max}")
+        for m in ("ir", "vi"):
+            r = rec.get(f"sense_ratio_{m}")
+            if r is not None and r < self.cfg.sense_min:
+                bad.append(f"A_{m}(f) error ratio {r:.3f} < {self.cfg.sense_min}")
+        return bad
+
+    def __call__(self, step: int) -> dict[str, Any] | None:
+        if self.cfg.every <= 0 or step % self.cfg.every:
+            return None
+        rec: dict[str, Any] | None = None
+        stop = torch.zeros(1, device=self.rt.device)
+        if self.rt.main:
+            rec = self.measure()
+            bad = self._violations(rec)
+            self.streak = self.streak + 1 if bad else 0
+            rec["violations"] = bad
+            if bad:
+                log.warning("step %d: artefact monitor: %s (%d in a row)", step, "; ".join(bad), self.streak)
+            if self.streak >= self.cfg.patience and self.cfg.stop:
+                stop += 1
+        if self.rt.distributed:
+            dist.broadcast(stop, 0)
+        if float(stop):
+            raise StopTraining(
+                f"stage 2 stopped at step {step}: the U-Fuser is fooling the sensing nets "
+                f"({'; '.join(rec['violations']) if rec else 'see rank 0'}); retrain A with noise_std > 0, "
+                "lower the learning rate, warm-start from a plain-loss model, or set monitor.stop = false"
+            )
+        return rec
+
+
+def _sensing_paths(cfg: FusionConfig) -> tuple[Path, Path, Path | None]:
+    base = Path(cfg.sensing) if cfg.sensing else None
+    ir = Path(cfg.sensing_ir) if cfg.sensing_ir else (base / SENSING_FILES["ir"] if base else None)
+    vi = Path(cfg.sensing_vi) if cfg.sensing_vi else (base / SENSING_FILES["vi"] if base else None)
+    if ir is None or vi is None:
+        raise EmmaError(f"ablation {cfg.ablation!r} needs the pseudo-sensing nets: set 'sensing' to a stage-1 "
+                        "run folder (or 'sensing_ir' and 'sensing_vi')")
+    gate = (base or ir.parent) / GATE_FILE
+    return ir, vi, gate if gate.is_file() else None
+
+
+def check_gate(gate: Path | None, skip: bool) -> dict[str, Any] | None:
+    """Refuse sensing nets whose stage-1 quality gate failed or is missing, unless ``skip``."""
+    if gate is None:
+        if skip:
+            log.warning("no %s beside the sensing nets; gate skipped", GATE_FILE)
+            return None
+        raise EmmaError(f"no {GATE_FILE} beside the sensing nets, so their quality is unknown; "
+                        "train them with `emma train sensing` or pass --skip-gate")
+    report = json.loads(gate.read_text())
+    if not report.get("passed", False):
+        if skip:
+            log.warning("sensing nets FAILED their quality gate (%s); continuing because the gate is skipped", gate)
+        else:
+            raise EmmaError(f"the sensing nets failed their quality gate ({gate}); a U-Fuser trained on them "
+                            "learns to fool them. Retrain stage 1 (longer, noise_std > 0) or pass --skip-gate")
+    return report
+
+
+def _load_sensing(cfg: FusionConfig) -> dict[str, nn.Module] | None:
+    if not EmmaLoss.needs_sensing(cfg.ablation):
+        return None
+    ir, vi, gate = _sensing_paths(cfg)
+    check_gate(gate, cfg.skip_gate)
+    return {"ir": load_model(ir, arch="sensing-unet"), "vi": load_model(vi, arch="sensing-unet")}
+
+
+def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
+    d = cfg.data
+    if d.crop % UFuser.multiple or (cfg.ablation in ("full", "I", "II") and d.crop % 16):
+        raise EmmaError(f"the fusion crop must be a multiple of 16 (8 without sensing nets), not {d.crop}")
+    return PairedCrops(d.sets, d.crop, min_contrast=d.min_contrast, max_tries=d.max_tries,
+                       seed=seed, cache_mb=d.cache_mb)
+
+
+def _sampler(cfg: FusionConfig) -> TransformSampler:
+    t = cfg.transforms
+    return TransformSampler(n_shift=t.n_shift, n_rot=t.n_rot, n_flip=t.n_flip, angles=tuple(t.angles),
+                            include_identity=t.include_identity, per_step=t.per_step or None)
+
+
+def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
+    """Train the U-Fuser; return the final weights file ``OUT/ufuser.safetensors``."""
+    cfg = config
+    rt = setup_runtime(cfg)
+    sense = _load_sensing(cfg)
+    data = _build_data(cfg, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    fuser = UFuser()
+    if cfg.init_weights and not resume:
+        state, _ = load_state(cfg.init_weights)
+        load_weights_into(fuser, state, source=cfg.init_weights)
+        log.info("U-Fuser warm-started from %s", cfg.init_weights)
+    if sense:
+        for a in sense.values():
+            a.to(rt.device)
+    loss = EmmaLoss(fuser, sense and sense["ir"], sense and sense["vi"], a1=cfg.a1, a2=cfg.a2,
+                    ablation=cfg.ablation, plain_grad=cfg.plain_grad)
+    objective = FusionObjective(loss, _sampler(cfg), cfg.seed, rt.rank)
+    spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
+    monitor = None
+    if cfg.monitor.every > 0:
+        probe = _build_data(cfg, cfg.seed + 1)  # a different crop stream than training
+        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt)
+    fuser.to(rt.device)
+    log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
+             cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if loss.uses_transforms else 0)
+    stage = Stage(
+        name="fusion",
+        models={"ufuser": fuser},
+        objective=objective,
+        batch_fn=lambda step: data.batch(rank_indices(step, cfg.batch, rt.rank, rt.world)),
+        steps_per_epoch=spe,
+        monitor=monitor,
+        extra_state=lambda: {"monitor_streak": monitor.streak if monitor else 0},
+        load_extra_state=lambda s: setattr(monitor, "streak", int(s.get("monitor_streak", 0))) if monitor else None,
+    )
+    step, out = run_stage(cfg, stage, rt, resume=resume)
+    final = out / FUSER_FILE
+    if rt.main:
+        meta = {"stage": "fusion", "step": str(step), "ablation": cfg.ablation}
+        save_weights(final, fuser, extra_metadata=meta)
+    rt.barrier()
+    return final

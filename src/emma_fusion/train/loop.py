@@ -1,0 +1,276 @@
+"""The training loop both stages share: devices, torchrun/DDP, resume, checkpoints, logs, progress.
+
+A stage hands :func:`run_stage` a :class:`Stage`: the nets it trains, an objective module whose
+``forward(**batch, step=step)`` returns ``(loss, terms)``, and a function giving each rank's
+batch for a step. Everything that decides the numbers (crops, transforms) is a function of the
+step index, so a resumed run continues exactly where the checkpoint left off.
+
+Data parallelism: launched by ``torchrun --nproc_per_node N``, the loop reads ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE``, joins a process group (``nccl`` on CUDA, ``gloo`` on CPU) and
+wraps the objective in ``DistributedDataParallel``; rank ``r`` takes crops ``r, r + W, ...`` of
+the stream. Only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import EmmaError
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import StageConfig, save_config
+
+__all__ = ["Runtime", "Stage", "StopTraining", "setup_runtime", "run_stage", "steps_per_epoch", "JsonlLog"]
+
+log = logging.getLogger(__name__)
+
+
+class StopTraining(EmmaError):
+    """Raised by a monitor hook to end training early (with a one-line reason)."""
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, rank, world size, mixed precision."""
+
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+    amp: str = "none"
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast when ``amp == "bf16"``, else a no-op."""
+        if self.amp == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def setup_runtime(cfg: StageConfig) -> Runtime:
+    """Pick the device, set threads, and join the torchrun process group when ``WORLD_SIZE > 1``."""
+    if cfg.amp not in ("none", "bf16"):
+        raise EmmaError(f"amp must be 'none' or 'bf16', not {cfg.amp!r}")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EmmaError("--device cuda requested but no CUDA device is available")
+        device = torch.device("cuda", local_rank) if (want == "cuda" and world > 1) else torch.device(want)
+        if device.index is not None:
+            torch.cuda.set_device(device)
+    elif want == "cpu":
+        device = torch.device("cpu")
+    else:
+        raise EmmaError(f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device=device, rank=rank, local_rank=local_rank, world=world, amp=cfg.amp)
+
+
+def steps_per_epoch(n_inputs: int, crops_per_image: int, batch: int, world: int) -> int:
+    """Steps in one epoch: ``ceil(n_inputs * crops_per_image / (batch * world))``, at least 1."""
+    return max(1, math.ceil(n_inputs * crops_per_image / (batch * world)))
+
+
+def rank_indices(step: int, batch: int, rank: int, world: int) -> list[int]:
+    """Global crop indices of ``rank``'s batch at ``step`` (rank r takes r, r + W, ...)."""
+    base = step * batch * world
+    return [base + k * world + rank for k in range(batch)]
+
+
+class JsonlLog:
+    """Append-only JSON-lines log (rank 0); on resume, records after the resumed step are dropped."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.is_file():
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash
+                if rec.get("step", 0) <= resume_step:
+                    kept.append(line)
+            path.write_text("".join(k + "\n" for k in kept))
+        self._fh = path.open("a") if enabled else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fh is not None:
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+@dataclass
+class Stage:
+    """What one stage trains and how (see :func:`run_stage`)."""
+
+    name: str
+    models: dict[str, nn.Module]
+    objective: nn.Module
+    batch_fn: Callable[[int], dict[str, torch.Tensor]]
+    steps_per_epoch: int
+    monitor: Callable[[int], dict[str, Any] | None] | None = None
+    extra_state: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    load_extra_state: Callable[[dict[str, Any]], None] = field(default=lambda s: None)
+
+
+def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int):
+    params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    decay = cfg.optim.lr_step_epochs > 0
+    step_size = max(1, round(cfg.optim.lr_step_epochs * spe)) if decay else 1
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=cfg.optim.lr_gamma if decay else 1.0)
+    return opt, sched
+
+
+def _prepare_out(out: Path, resume: bool, rt: Runtime) -> Path | None:
+    ckpt = latest_checkpoint(out)
+    if resume and ckpt is None:
+        raise EmmaError(f"nothing to resume: no checkpoint under {out / 'checkpoints'}")
+    if not resume and ckpt is not None:
+        raise EmmaError(f"{out} already holds a run (checkpoints/); pass --resume or choose another --out")
+    if rt.main:
+        out.mkdir(parents=True, exist_ok=True)
+    return ckpt
+
+
+def _mean_terms(terms: dict[str, torch.Tensor], total: torch.Tensor, rt: Runtime) -> dict[str, float]:
+    vals = torch.stack([total.detach().float(), *[t.float() for t in terms.values()]])
+    if rt.distributed:
+        dist.all_reduce(vals)
+        vals /= rt.world
+    names = ["loss", *terms]
+    return {k: float(v) for k, v in zip(names, vals.tolist())}
+
+
+def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False) -> tuple[int, Path]:
+    """Train ``stage`` to ``total`` steps with checkpoints; return (final step, run folder)."""
+    out = Path(cfg.out)
+    ckpt_dir = _prepare_out(out, resume, rt)
+    spe = stage.steps_per_epoch
+    total = cfg.steps if cfg.steps > 0 else math.ceil(cfg.epochs * spe)
+    for m in stage.models.values():
+        m.to(rt.device)
+    stage.objective.to(rt.device)
+    opt, sched = _optimizer(cfg, stage.models, spe)
+    start = 0
+    if ckpt_dir is not None:
+        ck = load_checkpoint(ckpt_dir, stage.models)
+        opt.load_state_dict(ck.state["optimizer"])
+        sched.load_state_dict(ck.state["scheduler"])
+        set_rng_state(ck.state["rng"])
+        stage.load_extra_state(ck.state.get("extra", {}))
+        start = ck.step
+        log.info("resumed %s from %s (step %d)", stage.name, ckpt_dir, start)
+    if rt.main:
+        save_config(cfg, out / "config.toml")
+    objective = stage.objective
+    if rt.distributed:
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None, broadcast_buffers=False
+        )
+    jlog = JsonlLog(out / "log.jsonl", rt.main, start if ckpt_dir is not None else None)
+    if rt.main and start == 0:
+        jlog.write({"type": "start", "step": 0, "stage": stage.name, "total_steps": total,
+                    "steps_per_epoch": spe, "world": rt.world, "device": str(rt.device)})
+
+    def save(step: int) -> None:
+        if rt.main:
+            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state(),
+                     "extra": stage.extra_state()}
+            path = save_checkpoint(out, step, stage.models, state, cfg, keep=cfg.keep_checkpoints)
+            jlog.write({"type": "checkpoint", "step": step, "path": str(path)})
+        rt.barrier()
+
+    bar = _progress(cfg, rt, total, start, stage.name)
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(stage.batch_fn, start) if start < total else None
+    step = start
+    try:
+        if stage.monitor is not None and start == 0:
+            _run_monitor(stage, 0, jlog)
+        objective.train()
+        while step < total:
+            t0 = time.perf_counter()
+            batch = pending.result()
+            pending = pool.submit(stage.batch_fn, step + 1) if step + 1 < total else None
+            batch = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
+            with rt.autocast():
+                loss, terms = objective(**batch, step=step)
+            if not torch.isfinite(loss):
+                raise EmmaError(f"{stage.name} loss became {float(loss)} at step {step}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], cfg.optim.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            if step % cfg.log_every == 0 or step == total:
+                vals = _mean_terms(terms, loss, rt)
+                rec = {"type": "step", "step": step, "epoch": round(step / spe, 4),
+                       "lr": opt.param_groups[0]["lr"], **vals, "sec": round(time.perf_counter() - t0, 4)}
+                jlog.write(rec)
+                bar.set_postfix(loss=f"{vals['loss']:.4f}", refresh=False)
+            bar.update(1)
+            if stage.monitor is not None:
+                _run_monitor(stage, step, jlog)
+            if step % cfg.checkpoint_every == 0 and step != total:
+                save(step)
+        save(step)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        jlog.close()
+    return step, out
+
+
+def _run_monitor(stage: Stage, step: int, jlog: JsonlLog) -> None:
+    rec = stage.monitor(step)
+    if rec is not None:
+        jlog.write({"type": "monitor", "step": step, **rec})
+
+
+def _progress(cfg: StageConfig, rt: Runtime, total: int, start: int, name: str):
+    from tqdm.auto import tqdm
+
+    enabled = cfg.progress and rt.main
+    interactive = sys.stderr.isatty()
+    return tqdm(total=total, initial=start, desc=name, unit="step", disable=not enabled,
+                mininterval=0.5 if interactive else 30.0, dynamic_ncols=True)

@@ -1,0 +1,138 @@
+"""`emma fuse` and the Python API end to end, including every bad-input path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import emma_fusion
+from emma_fusion.cli import main
+from emma_fusion.errors import EmmaError
+from emma_fusion.io import read_image, write_image
+from emma_fusion.nets import SensingUNet, UFuser
+from emma_fusion.weights import load_model, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_weights(tmp_path_factory.mktemp("w") / "ufuser.safetensors", UFuser())
+
+
+@pytest.fixture
+def pair(tmp_path):
+    rng = np.random.default_rng(0)
+    ir = write_image(tmp_path / "in" / "ir" / "a.png", rng.random((37, 53), dtype=np.float32))
+    vi = write_image(tmp_path / "in" / "vi" / "a.png", rng.random((37, 53, 3), dtype=np.float32))
+    return ir, vi
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(map(str, args)))
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_fuse_pair_colour_and_gray(tmp_path, pair, weights, capsys):
+    ir, vi = pair
+    code, _, err = run(capsys, "fuse", ir, vi, "-o", tmp_path / "f.png", "--weights", weights)
+    assert code == 0, err
+    rgb = read_image(tmp_path / "f.png")
+    assert rgb.shape == (37, 53, 3)
+    code, _, _ = run(capsys, "fuse", ir, vi, "-o", tmp_path / "g.png", "--weights", weights, "--color", "gray")
+    gray = read_image(tmp_path / "g.png")
+    assert gray.shape == (37, 53)
+    assert gray.min() == 0 and gray.max() == 1  # min-max normalised like the authors' outputs
+    # The colour output's luma is the gray output (chroma put back around the same fused Y).
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    assert np.median(np.abs(y - gray)) < 1 / 255  # (RGB gamut clipping moves a few saturated pixels)
+
+
+def test_python_api_matches_cli(tmp_path, pair, weights, capsys):
+    ir, vi = pair
+    run(capsys, "fuse", ir, vi, "-o", tmp_path / "f.png", "--weights", weights, "--color", "gray")
+    api = emma_fusion.fuse(ir, vi, load_model(weights), color="gray")
+    assert np.abs(api - read_image(tmp_path / "f.png")).max() <= 0.5 / 255 + 1e-6
+    pil = emma_fusion.fuse(Image.open(ir), Image.open(vi), str(weights), color="gray")
+    np.testing.assert_array_equal(pil, api)
+
+
+def test_folder_mode_pairs_skips_and_overwrites(tmp_path, pair, weights, capsys):
+    ir, vi = pair
+    write_image(ir.parent / "lonely.png", np.zeros((8, 8), np.float32))
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "fuse", "--ir", ir.parent, "--vi", vi.parent, "--out", out, "--weights", weights, "--method", "emma")
+    assert code in (0, None), err
+    assert "lonely" in err and "1 written" in stdout
+    before = (out / "a.png").stat().st_mtime_ns
+    code, stdout, _ = run(capsys, "fuse", "--ir", ir.parent, "--vi", vi.parent, "--out", out, "--weights", weights)
+    assert "1 skipped" in stdout and (out / "a.png").stat().st_mtime_ns == before
+    code, stdout, _ = run(capsys, "fuse", "--ir", ir.parent, "--vi", vi.parent, "--out", out, "--weights", weights, "--overwrite")
+    assert "1 written" in stdout
+
+
+def test_no_default_model_message(tmp_path, pair, capsys, monkeypatch):
+    monkeypatch.setattr("emma_fusion.weights.packaged_models", lambda: {})
+    ir, vi = pair
+    code, _, err = run(capsys, "fuse", ir, vi, "-o", tmp_path / "f.png")
+    assert code == 2 and err.startswith("error: no default model") and err.count("\n") == 1
+
+
+def _bad_inputs(tmp_path, pair, weights):
+    ir, vi = pair
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(ir.read_bytes()[:40])
+    small = write_image(tmp_path / "small.png", np.zeros((10, 10), np.float32))
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    wrong = save_weights(tmp_path / "sensing.safetensors", SensingUNet(4))
+    junk_w = tmp_path / "junk.pth"
+    junk_w.write_bytes(b"garbage")
+    return {
+        "missing file": (["fuse", tmp_path / "nope.png", vi, "-o"], "no such image"),
+        "truncated": (["fuse", trunc, vi, "-o"], "cannot read"),
+        "size mismatch": (["fuse", small, vi, "-o"], "sizes differ"),
+        "empty folders": (["fuse", "--ir", empty_dir, "--vi", empty_dir, "--out"], "no image pairs"),
+        "wrong checkpoint": (["fuse", ir, vi, "--weights", wrong, "-o"], "does not fit UFuser"),
+        "corrupt checkpoint": (["fuse", ir, vi, "--weights", junk_w, "-o"], "cannot read weights"),
+        "missing checkpoint": (["fuse", ir, vi, "--weights", tmp_path / "x.safetensors", "-o"], "no such weights"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "truncated", "size mismatch", "empty folders", "wrong checkpoint", "corrupt checkpoint", "missing checkpoint"])
+def test_bad_input_one_line_error_and_no_output(tmp_path, pair, weights, capsys, case):
+    args, msg = _bad_inputs(tmp_path, pair, weights)[case]
+    out = tmp_path / "result" / "f.png"
+    out.parent.mkdir()
+    out.write_bytes(b"previous result")
+    target = out if "--out" not in args else out.parent
+    extra = [] if "--weights" in args else ["--weights", weights]
+    code, _, err = run(capsys, *args, target, *extra)
+    assert code == 2, err
+    assert msg in err and err.startswith("error: ") and err.count("\n") == 1
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["f.png"]
+
+
+def test_zero_size_array_rejected():
+    with pytest.raises(EmmaError, match="empty"):
+        emma_fusion.fuse(np.zeros((0, 5)), np.zeros((0, 5)), UFuser())
+
+
+def test_nan_output_is_an_error(pair):
+    ir, vi = pair
+    with pytest.raises(EmmaError, match="NaN"):
+        emma_fusion.fuse(ir, vi, lambda a, b, key=None: a * float("nan"))
+
+
+def test_pseudo_colour_source_is_used_for_medical_pairs():
+    mri = np.random.default_rng(1).random((32, 32), dtype=np.float32)
+    pet = np.zeros((32, 32, 3), np.float32)
+    pet[..., 0] = 0.8  # strongly red pseudo-colour
+    out = emma_fusion.fuse(pet, mri, lambda a, b, key=None: (a + b) / 2)
+    assert out.ndim == 3 and (out[..., 0] - out[..., 2]).mean() > 0.2
+    gray = emma_fusion.fuse(pet, mri, lambda a, b, key=None: (a + b) / 2, color_source="vi")
+    assert gray.ndim == 2  # the MRI is gray, so there is no chroma to restore
