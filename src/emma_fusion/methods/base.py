@@ -72,7 +72,12 @@ def get_method(name: str, **options) -> FusionMethod:
     info = _REGISTRY.get(name.lower())
     if info is None:
         raise EmmaError(f"unknown method {name!r}; known: {', '.join(m.name for m in list_methods())}")
-    return info.factory(**options)
+    try:
+        return info.factory(**options)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise EmmaError(f"method {info.name!r} does not take that option: {e}") from None
+        raise
 
 
 def list_methods() -> list[MethodInfo]:

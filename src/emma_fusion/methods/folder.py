@@ -18,7 +18,7 @@ __all__ = ["ResultsFolder"]
 
 @register_method(
     "folder",
-    "Fused images produced elsewhere, read from a folder by the pair's file stem (--folder DIR)",
+    "Fused images produced elsewhere, read from a folder (folder=DIR) by the pair's file stem",
     "-",
     aliases=("results",),
 )

@@ -1,0 +1,314 @@
+"""Inference-only fast path for the U-Fuser: exact weight folding, channels-last, fused attention.
+
+:func:`optimize_for_inference` turns a trained :class:`~emma_fusion.nets.UFuser` into a module
+with the same call signature, ``fast(ir, vi) -> fused``, that computes the same function
+(max abs difference around 1e-7 in float32) with fewer FLOPs and fewer memory passes:
+
+- each channel attention's 1x1 ``qkv1`` convolution is folded into the following 3x3 ``qkv2``
+  (``qkv1`` has no bias and ``qkv2`` pads with zeros, so the composition is one 3x3 convolution
+  ``C -> 3C``), which removes about 45 % of the network's FLOPs;
+- each gated feed-forward's 1x1 ``project_in`` is folded into its grouped 3x3 ``dwconv`` (a
+  point-wise map commutes with reflection padding), giving one dense 3x3 ``C -> 2C`` convolution
+  instead of a slow grouped one;
+- the attention is computed from one Gram matrix of the query/key maps (cosine similarities
+  without normalising the maps first), and the per-head ``attn @ v`` and the output projection
+  ``proj`` are one ``(C, C)`` matrix per image, applied with the residual add in a single
+  ``baddbmm``; the gated feed-forward's ``project_out`` likewise adds its residual in place;
+- activations are kept channels-last (NHWC), which oneDNN convolutions run fastest on here.
+
+A reduced-precision path (``dtype=torch.bfloat16``) runs convolutions and matrix products in
+bfloat16 (AVX-512 BF16 / AMX on recent Xeons) while keeping the attention statistics in float32.
+
+Example:
+    >>> from emma_fusion.nets import UFuser
+    >>> net = UFuser().eval()
+    >>> fast = optimize_for_inference(net)
+    >>> ir = vi = torch.rand(1, 1, 32, 32)
+    >>> bool((fast(ir, vi) - net(ir, vi)).abs().max() < 1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import EmmaError
+from .nets.ufuser import RestormerCNNBlock, UFuser
+
+__all__ = ["optimize_for_inference", "FastUFuser", "fold_qkv", "fold_ffn_in"]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def fold_qkv(qkv1: torch.Tensor, qkv2: torch.Tensor) -> torch.Tensor:
+    """Fold a bias-free 1x1 conv (3C, C, 1, 1) into the following zero-padded 3x3 conv (3C, 3C, 3, 3).
+
+    Returns the (3C, C, 3, 3) weight of the single equivalent 3x3 convolution (computed in float64).
+    """
+    w1 = qkv1.double()[:, :, 0, 0]  # (M, C)
+    return torch.einsum("omhw,mc->ochw", qkv2.double(), w1).to(qkv2.dtype)
+
+
+def fold_ffn_in(project_in: torch.Tensor, dwconv: torch.Tensor) -> torch.Tensor:
+    """Fold a 1x1 conv (2C, C, 1, 1) into the following grouped 3x3 conv (2C, 2, 3, 3), groups=C.
+
+    Group ``g`` of the grouped conv reads channels ``2g, 2g+1`` of the 1x1 conv's output and writes
+    channels ``2g, 2g+1``. Returns the (2C, C, 3, 3) weight of one dense 3x3 convolution
+    (computed in float64). Exact with reflection padding, which commutes with point-wise maps.
+    """
+    out, per_group = dwconv.shape[:2]
+    w_in = project_in.double()[:, :, 0, 0]  # (2C, C)
+    rows = (torch.arange(out)[:, None] // per_group) * per_group + torch.arange(per_group)[None, :]
+    return torch.einsum("omhw,omc->ochw", dwconv.double(), w_in[rows]).to(dwconv.dtype)
+
+
+def _cl(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return w.detach().to(dtype).contiguous(memory_format=torch.channels_last)
+
+
+def _reflect_pad1(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) channels-last -> the (N, H*W, C) matrix over the same memory (a view)."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def _nchw(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, H*W, C) -> (N, C, H, W) channels-last view."""
+    return m.view(m.shape[0], h, w, m.shape[2]).permute(0, 3, 1, 2)
+
+
+def _fused_ops_work() -> bool:
+    """Whether oneDNN's fused convolution ops (used by inductor) exist and agree with eager here."""
+    try:
+        op = torch.ops.mkldnn._convolution_pointwise
+        x = torch.rand(1, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+        w = torch.rand(4, 4, 3, 3).contiguous(memory_format=torch.channels_last)
+        o = torch.rand(1, 4, 4, 4).contiguous(memory_format=torch.channels_last)
+        ref = F.conv2d(x, w)
+        ok = torch.allclose(op(x, w, None, [0, 0], [1, 1], [1, 1], 1, "relu", [], ""), ref.relu(), atol=1e-5)
+        got = op.binary(x, o, w, None, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
+        return ok and torch.allclose(got, ref + o, atol=1e-5)
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN fusion
+        return False
+
+
+def _conv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    unary: str = "none",
+    add: torch.Tensor | None = None,
+    mul: torch.Tensor | None = None,
+    inplace: bool = False,
+    fused: bool = True,
+) -> torch.Tensor:
+    """``conv2d(x, w, b)`` then ``unary`` (none/relu/gelu), then ``+ add`` (into ``add`` if ``inplace``) or ``* mul``.
+
+    With ``fused`` it is one oneDNN primitive with post-ops (no extra memory pass), else eager ops.
+    """
+    pad, st, dil = [padding, padding], [stride, stride], [1, 1]
+    if fused:
+        op = torch.ops.mkldnn
+        if add is not None and inplace:
+            return op._convolution_pointwise_.binary(add, x, w, b, pad, st, dil, 1, "add", None, None, [], None)
+        if add is not None or mul is not None:
+            other, kind = (add, "add") if add is not None else (mul, "mul")
+            return op._convolution_pointwise.binary(x, other, w, b, pad, st, dil, 1, kind, None, None, [], None)
+        algo = "none" if unary == "gelu" else ""
+        return op._convolution_pointwise(x, w, b, pad, st, dil, 1, unary, [], algo)
+    y = F.conv2d(x, w, b, stride, padding)
+    if unary == "relu":
+        y = F.relu(y)
+    elif unary == "gelu":
+        y = F.gelu(y)
+    if add is not None:
+        return add.add_(y) if inplace else add + y
+    return y if mul is None else y * mul
+
+
+class _FastRestormerCNN(nn.Module):
+    """Inference form of :class:`~emma_fusion.nets.ufuser.RestormerCNNBlock` (same function).
+
+    Shape: (N, in_dim, H, W) channels-last -> (N, out_dim, H, W) channels-last.
+    """
+
+    def __init__(self, block: RestormerCNNBlock, dtype: torch.dtype, fused: bool) -> None:
+        super().__init__()
+        g, attn, mlp = block.GlobalFeature, block.GlobalFeature.attn, block.GlobalFeature.mlp
+        c = self.dim = block.embed.out_channels
+        self.heads = attn.num_heads
+        self.fused = fused
+        self.eps1, self.eps2 = g.norm1.body.eps, g.norm2.body.eps
+        self.register_buffer("embed", _cl(block.embed.weight, dtype))
+        self.register_buffer("n1w", g.norm1.body.weight.detach().to(dtype))
+        self.register_buffer("n1b", g.norm1.body.bias.detach().to(dtype))
+        qkv = fold_qkv(attn.qkv1.weight, attn.qkv2.weight)
+        self.register_buffer("qk", _cl(qkv[: 2 * c], dtype))
+        self.register_buffer("v", qkv[2 * c :].detach().float())  # (C, C, 3, 3), mixed per image
+        self.register_buffer("scale", attn.scale.detach().float().reshape(1, -1, 1, 1))
+        self.register_buffer("proj", attn.proj.weight.detach().float()[:, :, 0, 0])
+        self.register_buffer("n2w", g.norm2.body.weight.detach().to(dtype))
+        self.register_buffer("n2b", g.norm2.body.bias.detach().to(dtype))
+        ffn_in = fold_ffn_in(mlp.project_in.weight, mlp.dwconv.weight)
+        self.register_buffer("ffn_a", _cl(ffn_in[:c], dtype))
+        self.register_buffer("ffn_b", _cl(ffn_in[c:], dtype))
+        self.register_buffer("ffn_out", _cl(mlp.project_out.weight, dtype))
+        convs = [rb.conv[k] for rb in block.LocalFeature.Extraction for k in (0, 2)]
+        for k, conv in enumerate(convs):
+            self.register_buffer(f"local_w{k}", _cl(conv.weight, dtype))
+            self.register_buffer(f"local_b{k}", conv.bias.detach().to(dtype))
+        self.n_local = len(convs)
+        self.register_buffer("mix_g", _cl(block.FFN.weight[:, :c], dtype))
+        self.register_buffer("mix_l", _cl(block.FFN.weight[:, c:], dtype))
+        self.register_buffer("_heads", torch.arange(self.heads), persistent=False)
+
+    def _attention_matrix(self, qk: torch.Tensor) -> torch.Tensor:
+        """(N, HW, 2C) query/key maps -> the (N, C, C) matrix ``proj @ blockdiag(softmax(attn))``."""
+        n, c, h, hd = qk.shape[0], self.dim, self.heads, self.dim // self.heads
+        s = torch.bmm(qk.transpose(1, 2), qk).float()  # (N, 2C, 2C) Gram matrix
+        norm = s.diagonal(dim1=1, dim2=2).sqrt().clamp_min(1e-12)
+        cos = s[:, :c, c:] / (norm[:, :c, None] * norm[:, None, c:])
+        idx = self._heads
+        blocks = cos.reshape(n, h, hd, h, hd)[:, idx, :, idx, :].transpose(0, 1)  # (N, h, hd, hd)
+        attn = (blocks * self.scale).softmax(dim=-1)
+        bd = cos.new_zeros(n, h, hd, h, hd)
+        bd[:, idx, :, idx, :] = attn.transpose(0, 1)
+        return self.proj @ bd.reshape(n, c, c)
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        """x + attn(norm1(x)), written into ``x``."""
+        n, c, h, w = x.shape
+        y = _nchw(F.layer_norm(_nhwc(x), (c,), self.n1w, self.n1b, self.eps1), h, w)
+        qk = _conv(y, self.qk, padding=1, fused=self.fused)
+        m = self._attention_matrix(_nhwc(qk))  # (N, C, C), float32
+        wv = torch.einsum("nom,mchw->nochw", m, self.v).to(x.dtype)  # proj . attn . v as one conv
+        for i in range(n):
+            wi = wv[i].contiguous(memory_format=torch.channels_last)
+            _conv(y[i : i + 1], wi, padding=1, add=x[i : i + 1], inplace=True, fused=self.fused)
+        return x
+
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + mlp(norm2(x)), written into ``x``."""
+        n, c, h, w = x.shape
+        y = _reflect_pad1(_nchw(F.layer_norm(_nhwc(x), (c,), self.n2w, self.n2b, self.eps2), h, w))
+        gate = _conv(y, self.ffn_a, unary="gelu", fused=self.fused)
+        gated = _conv(y, self.ffn_b, mul=gate, fused=self.fused)
+        return _conv(gated, self.ffn_out, add=x, inplace=True, fused=self.fused)
+
+    def _local(self, x: torch.Tensor) -> torch.Tensor:
+        """Two residual conv blocks; returns a new tensor (``x`` is left as is)."""
+        for k in range(0, self.n_local, 2):
+            r = _conv(_reflect_pad1(x), getattr(self, f"local_w{k}"), getattr(self, f"local_b{k}"), unary="relu", fused=self.fused)
+            x = _conv(_reflect_pad1(r), getattr(self, f"local_w{k + 1}"), getattr(self, f"local_b{k + 1}"), add=x, inplace=k > 0, fused=self.fused)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _conv(_reflect_pad1(x), self.embed, fused=self.fused)
+        local = self._local(x)
+        glob = self._feed_forward(self._attention(x))
+        mixed = _conv(_reflect_pad1(glob), self.mix_g, fused=self.fused)
+        return _conv(_reflect_pad1(local), self.mix_l, add=mixed, inplace=True, fused=self.fused)
+
+
+class FastUFuser(nn.Module):
+    """Inference-only U-Fuser computing the same function as the :class:`UFuser` it was built from.
+
+    Build it with :func:`optimize_for_inference`. Call as ``fast(ir, vi)`` with (N, 1, H, W)
+    float tensors in [0, 1], H and W multiples of 8 and at least 16; returns (N, 1, H, W)
+    float32 in (0, 1). Gradients are not supported (weights are plain buffers).
+    """
+
+    multiple = UFuser.multiple
+
+    def __init__(self, model: UFuser, dtype: torch.dtype = torch.float32, channels_last: bool = True) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.fused = channels_last and _fused_ops_work()
+        self.channels = tuple(model.channels)
+        blk = lambda name: _FastRestormerCNN(getattr(model, name), dtype, self.fused)  # noqa: E731
+        for p in ("I", "V"):
+            setattr(self, f"{p}_en", nn.ModuleList(blk(f"{p}_en_{k}") for k in range(1, 5)))
+            for k in range(1, 4):
+                self.register_buffer(f"{p}_down{k}", _cl(getattr(model, f"{p}_down{k}").weight, dtype))
+        self.fuse = nn.ModuleList(blk(f"f_{k}") for k in range(1, 5))
+        self.dec = nn.ModuleList(blk(f"de_{k}") for k in range(1, 5))
+        for k in (2, 3, 4):
+            self.register_buffer(f"up{k}", _cl(getattr(model, f"up{k}")[0].weight, dtype))
+        self.register_buffer("last_w", _cl(model.last[0].weight, dtype))
+        self.register_buffer("last_b", model.last[0].bias.detach().to(dtype))
+
+    def _encode(self, x: torch.Tensor, p: str) -> list[torch.Tensor]:
+        en = getattr(self, f"{p}_en")
+        feats = [en[0](x)]
+        for k in range(3):
+            down = _conv(_reflect_pad1(feats[-1]), getattr(self, f"{p}_down{k + 1}"), stride=2, fused=self.fused)
+            feats.append(en[k + 1](down))
+        return feats
+
+    def _up(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        w = getattr(self, f"up{k}")
+        if self.fused:
+            return torch.ops.mkldnn._convolution_transpose_pointwise(x, w, None, [1, 1], [0, 0], [2, 2], [1, 1], 1, "relu", [], "")
+        return F.relu(F.conv_transpose2d(x, w, stride=2, padding=1))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        """Fuse (N, 1, H, W) ``ir`` and ``vi`` in [0, 1] into (N, 1, H, W) float32 in (0, 1)."""
+        if ir.shape != vi.shape or ir.dim() != 4 or ir.shape[1] != 1:
+            raise EmmaError(f"expected two (N, 1, H, W) tensors of one shape, got {tuple(ir.shape)} and {tuple(vi.shape)}")
+        with torch.inference_mode():
+            fi, fv = self._encode(self._prepare(ir), "I"), self._encode(self._prepare(vi), "V")
+            f = [blk(torch.cat((a, b), 1)) for blk, a, b in zip(self.fuse, fi, fv)]
+            out = self._up(self.dec[3](f[3]), 4)
+            out = self._up(self.dec[2](torch.cat((out, f[2]), 1)), 3)
+            out = self._up(self.dec[1](torch.cat((out, f[1]), 1)), 2)
+            out = self.dec[0](torch.cat((out, f[0]), 1))
+            out = torch.sigmoid(F.conv2d(_reflect_pad1(out), self.last_w, self.last_b))
+            return out.float().contiguous()
+
+
+def optimize_for_inference(
+    model: UFuser,
+    *,
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = True,
+    compile: bool = False,
+) -> nn.Module:
+    """Return an inference-only module computing the same function as ``model``.
+
+    Args:
+        model: a :class:`UFuser` (its weights are copied; later changes to it are not seen).
+        dtype: ``torch.float32`` (default; max abs difference to ``model`` around 1e-7) or
+            ``torch.bfloat16`` (faster on CPUs with AVX-512 BF16 / AMX; differences around 1e-2).
+        channels_last: keep activations in NHWC memory order (faster with oneDNN on x86).
+        compile: wrap the result in ``torch.compile`` (inductor). Costs minutes of compilation
+            on first call and for each new input size; measured no faster here (docs/INFERENCE.md).
+
+    Returns:
+        a module ``fast(ir, vi) -> fused`` on (N, 1, H, W) tensors, H and W multiples of 8.
+    """
+    if not isinstance(model, UFuser):
+        raise EmmaError(f"optimize_for_inference expects a UFuser, got {type(model).__name__}")
+    if dtype not in _DTYPES:
+        raise EmmaError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16")
+    fast = FastUFuser(model, dtype=dtype, channels_last=channels_last).eval()
+    if compile:
+        return torch.compile(fast, dynamic=True)
+    return fast

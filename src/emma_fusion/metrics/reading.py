@@ -1,0 +1,87 @@
+"""The metric reading convention (METRICS.md §1) and the quantisation of fused outputs.
+
+Every metric sees 2-D float arrays of integer values in [0, 255]: BT.601 luma of the 8-bit image,
+computed like OpenCV (``imread`` colour -> float32 -> ``cvtColor BGR2GRAY`` -> ``np.round``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import EmmaError
+
+__all__ = ["read_metric_image", "quantize_fused", "as_metric_array"]
+
+
+def read_metric_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file the way the CDDFuse evaluator does: (H, W) float32, integers in [0, 255].
+
+    OpenCV decodes the file in colour mode (3-channel BGR uint8; gray files are replicated, 16-bit
+    files reduced to 8 bits, alpha dropped), the data are cast to float32, converted with
+    ``cvtColor(BGR2GRAY)`` (Y = 0.299 R + 0.587 G + 0.114 B, no rounding inside) and rounded half to
+    even with ``np.round``. For gray 8-bit files this returns exactly the stored values.
+    Raises :class:`EmmaError` for a missing or undecodable file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise EmmaError(f"no such image file: {p}")
+    data = np.fromfile(p, dtype=np.uint8)  # imdecode also copes with non-ASCII paths
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise EmmaError(f"cannot decode image {p}")
+    gray = cv2.cvtColor(bgr.astype(np.float32), cv2.COLOR_BGR2GRAY)
+    return np.round(gray)
+
+
+def quantize_fused(arr01: np.ndarray) -> np.ndarray:
+    """Quantise a fused output in [0, 1] exactly as EMMA's test script saves it; returns (H, W) float32 in 0..255.
+
+    EMMA (and CDDFuse) min-max normalise the network output to [0, 1] (the caller does that), multiply
+    by 255 in float32 and save with ``skimage.io.imsave``, whose PNG writer (imageio ``image_as_uint``)
+    sees a float array outside [0, 1] and maps it with its own min ``lo`` and max ``hi``:
+    ``uint8(floor((x - lo) / (hi - lo) * 255 + 0.499999999))`` in float64 (a constant array is cast
+    with a plain ``astype(uint8)``). The result equals what :func:`read_metric_image` returns for
+    the saved PNG. Singleton axes (N=1, C=1) are squeezed away; the rest must be 2-D.
+    """
+    x = np.squeeze(np.asarray(arr01))
+    if x.ndim != 2:
+        raise EmmaError(f"quantize_fused expects one 2-D image, got shape {np.shape(arr01)}")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise EmmaError("fused image contains NaN or infinite values")
+    if x.min() < 0 or x.max() > 1:
+        raise EmmaError("quantize_fused expects values in [0, 1] (min-max normalise the output first)")
+    x = x * np.float32(255.0)
+    lo, hi = float(x.min()), float(x.max())
+    if hi == lo:
+        return x.astype(np.uint8).astype(np.float32)
+    q = (x.astype(np.float64) - lo) / (hi - lo) * 255.0 + 0.499999999
+    return q.astype(np.uint8).astype(np.float32)
+
+
+def as_metric_array(x: np.ndarray, what: str = "image") -> np.ndarray:
+    """Validate one image in the reading convention and return it as float64 (H, W).
+
+    Accepts any real dtype (uint8 included); values must be finite integers in [0, 255].
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise EmmaError(f"{what} must be a 2-D (H, W) array in the metric reading convention, got shape {arr.shape}")
+    if arr.size == 0:
+        raise EmmaError(f"{what} is empty")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+        raise EmmaError(f"{what} has unsupported dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise EmmaError(f"{what} contains NaN or infinite values")
+    if arr.min() < 0 or arr.max() > 255:
+        raise EmmaError(f"{what} must hold values in [0, 255] (got {arr.min():g}..{arr.max():g}); "
+                        "read it with read_metric_image or quantize_fused")
+    if not np.array_equal(arr, np.round(arr)):
+        raise EmmaError(f"{what} must hold integer gray levels 0..255 (the metric reading convention); "
+                        "use read_metric_image or quantize_fused")
+    return arr
