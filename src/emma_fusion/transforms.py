@@ -45,7 +45,8 @@ class Transform:
 
     @property
     def exact(self) -> bool:
-        """True when the transform permutes pixels (its inverse undoes it exactly)."""
+        """True when the transform permutes pixels, so its inverse undoes it exactly
+        (rotations by quarter turns: on square images; half turns: always)."""
         return True
 
     def __matmul__(self, other: "Transform") -> "Compose":

@@ -66,6 +66,14 @@ class Dataset:
     unpaired: tuple[str, ...] = ()
 
     @property
+    def display_root(self) -> str:
+        """The folder relative to the working directory (as given when that is not possible)."""
+        try:
+            return os.path.relpath(self.root)
+        except ValueError:
+            return str(self.root)
+
+    @property
     def roles(self) -> tuple[str, str]:
         """Display names of the two inputs: ``("ir", "vi")`` or ``("other", "mri")``."""
         return ("ir", "vi") if self.kind == "ivf" else ("other", "mri")

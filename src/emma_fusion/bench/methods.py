@@ -5,6 +5,7 @@ fused images made elsewhere, each with a configuration hash that keys the cache.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -19,9 +20,12 @@ __all__ = ["MethodSpec", "build_method_specs", "code_hash", "find_results_dir", 
 
 log = logging.getLogger(__name__)
 
-#: Modules whose source decides a built-in method's output (their hash is part of the cache key).
-_SHARED_CODE = ("emma_fusion.api", "emma_fusion.io", "emma_fusion.metrics.reading")
-_NETWORK_CODE = ("emma_fusion.nets", "emma_fusion.inference", "emma_fusion.methods.network", "emma_fusion.weights")
+#: Code whose source decides a built-in method's output (its hash is part of the cache key):
+#: ``module`` (a package: every ``.py`` below it) or ``module:function``.
+_SHARED_CODE = ("emma_fusion.api:fuse", "emma_fusion.api:normalize_output", "emma_fusion.io:to_array",
+                "emma_fusion.io:_pil_to_array", "emma_fusion.io:read_image", "emma_fusion.io:to_gray",
+                "emma_fusion.io:rgb_to_ycbcr", "emma_fusion.metrics.reading:quantize_fused")
+_NETWORK_CODE = ("emma_fusion.nets", "emma_fusion.inference", "emma_fusion.methods.network")
 _CLASSICAL_CODE = ("emma_fusion.methods.classical",)
 
 
@@ -32,17 +36,18 @@ def default_builtins() -> tuple[str, ...]:
     return ("emma", *CLASSICAL_METHODS)
 
 
-def code_hash(modules: tuple[str, ...]) -> str:
-    """sha256 over the source files of ``modules`` (packages: every ``.py`` file below them)."""
+def code_hash(parts: tuple[str, ...]) -> str:
+    """sha256 over source code: ``"pkg.module"`` (a package: every ``.py`` below it) or ``"pkg.module:function"``."""
     h = hashlib.sha256()
-    for name in modules:
+    for part in parts:
+        name, _, func = part.partition(":")
         mod = import_module(name)
-        paths = (
-            sorted(Path(mod.__file__).parent.rglob("*.py"))
-            if Path(mod.__file__).name == "__init__.py"
-            else [Path(mod.__file__)]
-        )
-        for p in paths:
+        h.update(part.encode())
+        if func:
+            h.update(inspect.getsource(getattr(mod, func)).encode())
+            continue
+        path = Path(mod.__file__)
+        for p in sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]:
             h.update(p.name.encode())
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -145,8 +150,8 @@ def build_method_specs(
     """The methods to benchmark, and those skipped with the reason.
 
     Args:
-        methods: built-in method names; ``None`` means the network plus every classical baseline
-            (or none when only ``results`` are given).
+        methods: built-in method names; ``None`` means the network plus every classical baseline;
+            ``["none"]`` (or an empty list) runs no built-in method, only ``results``.
         weights: U-Fuser weight files or packaged model names; each is one ``emma`` column (they
             imply ``emma`` even when ``methods`` does not name it).
         results: folders holding ``<Method>/<Dataset>/`` fused images; each sub-folder is a method.
@@ -157,8 +162,8 @@ def build_method_specs(
     """
     weights = list(weights or [])
     if methods is None:
-        methods = [] if (results and not weights) else list(default_builtins())
-    names = [m.strip() for m in methods if m.strip()]
+        methods = list(default_builtins())
+    names = [m.strip() for m in methods if m.strip() and m.strip().lower() != "none"]
     if weights and "emma" not in [n.lower() for n in names]:
         names.insert(0, "emma")
     specs: list[MethodSpec] = []

@@ -1,23 +1,28 @@
 """Scoring fused images: the field's metrics plus the benchmark's artefact measure, in a process pool.
 
-Artefact measure ``HFR`` (high-frequency ratio): with ``L`` the 3x3 Laplacian
-``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]`` (borders mirrored without repeating the edge pixel) and
-``E(X) = mean(L(X)^2)`` the high-frequency energy of an image on the 0..255 scale,
+Artefact measure ``HFR`` (high-frequency ratio). With ``G_s`` a Gaussian blur of standard deviation
+``s`` pixels (borders mirrored), split an image ``X`` (0..255) into its finest band
+``D1 = X - G_1(X)`` (periods below about 6 pixels: noise, stripes, checkerboard) and the next band
+``D2 = G_1(X) - G_2(X)``. Its high-frequency share is ``S(X) = mean(D1^2) / mean(D2^2)``, and
 
-    HFR = E(F) / max(E(IR), E(VI)).
+    HFR = S(F) / max(S(IR), S(VI)).
 
-A fusion that only combines the sources' detail stays at or below 1 (the average of two images has
-at most the larger energy of the two); noise, stripes, ringing and halos push it above 1, while
-SD, SF, AG and EN reward exactly those. All images are in the metric reading convention
+Fusion that only combines the sources' detail keeps the sources' spectral shape (HFR about 1 or
+below); noise, stripes and checkerboard patterns add energy to the finest band and push HFR up.
+The share is a ratio of two bands of the same image, so a global contrast change (the min-max
+stretch every fused image gets before saving) leaves it unchanged: a plain energy ratio
+``mean(Laplacian(F)^2) / max(...)`` rose from 1.3 to 12 on MSRS when the same fused images were
+only contrast-stretched (docs/BENCH.md). All images are in the metric reading convention
 (:func:`emma_fusion.metrics.read_metric_image`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import cv2
@@ -26,26 +31,31 @@ from tqdm import tqdm
 
 from ..errors import EmmaError
 
-__all__ = ["ARTEFACT", "hf_energy", "hf_ratio", "ScoreJob", "score_jobs", "score_one"]
+__all__ = ["ARTEFACT", "hf_share", "hf_ratio", "ScoreJob", "score_jobs", "score_one"]
 
 log = logging.getLogger(__name__)
 
 #: Name of the artefact measure in tables (not a ranked metric).
 ARTEFACT = "HFR"
 
-_LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
-def hf_energy(img: np.ndarray) -> float:
-    """Mean squared 3x3 Laplacian of an (H, W) image on the 0..255 scale (reflect-101 borders)."""
-    lap = cv2.filter2D(np.asarray(img, dtype=np.float64), cv2.CV_64F, _LAPLACIAN, borderType=cv2.BORDER_REFLECT_101)
-    return float(np.mean(lap * lap))
+def hf_share(img: np.ndarray) -> float:
+    """``S(X)``: energy of the finest band over the next band of an (H, W) image (NaN if flat)."""
+    x = np.asarray(img, dtype=np.float64)
+    g1, g2 = _blur(x, 1.0), _blur(x, 2.0)
+    e1, e2 = float(np.mean((x - g1) ** 2)), float(np.mean((g1 - g2) ** 2))
+    return e1 / e2 if e2 > 0 else math.nan
 
 
 def hf_ratio(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> float:
-    """``HFR``: high-frequency energy of ``fused`` over the larger of the sources' (NaN if both flat)."""
-    ref = max(hf_energy(ir), hf_energy(vi))
-    return hf_energy(fused) / ref if ref > 0 else float("nan")
+    """``HFR``: high-frequency share of ``fused`` over the larger of the sources' (NaN if undefined)."""
+    ref = max((s for s in (hf_share(ir), hf_share(vi)) if math.isfinite(s)), default=math.nan)
+    f = hf_share(fused)
+    return f / ref if ref > 0 and math.isfinite(f) else math.nan
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ def score_jobs(jobs: list[ScoreJob], workers: int | None = None, progress: bool 
         with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
             futures = [pool.submit(score_one, job) for job in jobs]
             try:
-                for fut in futures:
+                for fut in as_completed(futures):
                     key, res = fut.result()
                     out[key] = res
                     if on_result:

@@ -17,7 +17,7 @@ from ..errors import EmmaError
 __all__ = ["app", "main"]
 
 # Sub-command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ["fuse", "demo", "methods"]
+COMMAND_MODULES = ["fuse", "demo", "methods", "train", "bench", "export", "metrics"]
 
 app = typer.Typer(
     name="emma",

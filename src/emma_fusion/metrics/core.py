@@ -8,7 +8,8 @@ Nabf / MS-SSIM / FMI, §3 for the named variants. Speed comes from
   per-metric float passes;
 * separable float64 filtering with OpenCV (VIF's Gaussian pyramid, MS-SSIM), integer box sums
   (SSIM) and 3x3 Sobel by ``cv2.filter2D`` (exact on integer data) instead of ``convolve2d``;
-* statistics of the fused image computed once and reused for both sources.
+* statistics of the fused image computed once and reused for both sources;
+* elementwise maths on row blocks that stay in cache (``_row_blocks``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def _mi_nats(joint: np.ndarray) -> float:
 
 
 def _gauss_1d(n: int, sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian of n taps (float64); outer(g, g) is MATLAB fspecial('gaussian', n, sigma)."""
+    """Normalised 1-D Gaussian of n taps (float64); outer(g, g) is MATLAB fspecial('gaussian', n, sigma).
+
+    (fspecial's zeroing of entries below eps * max never triggers for the sizes used here.)
+    """
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
     g = np.exp(-(x * x) / (2.0 * sigma * sigma))
     return g / g.sum()
@@ -101,10 +105,134 @@ def _avg_pool2(x: np.ndarray) -> np.ndarray:
     return (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4.0
 
 
+def _row_blocks(h: int, w: int, target: int = 16384) -> list[slice]:
+    """Row slices of about ``target`` elements: elementwise maths on blocks that stay in cache."""
+    step = max(1, target // max(w, 1))
+    return [slice(r, min(r + step, h)) for r in range(0, h, step)]
+
+
+def _vif_sums(mu_x: np.ndarray, exx: np.ndarray, exf: np.ndarray, mu_f: np.ndarray,
+              eff: np.ndarray) -> tuple[float, float]:
+    """One scale of vifp: (num, den) sums from the filtered maps mu_x, E[x^2], E[xf], mu_f, E[f^2].
+
+    Equivalent to the reference's clamps and fix-ups: the num term is 0 unless sigma1^2 >= eps,
+    sigma2^2 >= eps and sigma12 >= 0 (i.e. g >= 0); the den term is 0 where sigma1^2 < eps.
+    """
+    eps = 1e-10
+    num = den = 0.0
+    for sl in _row_blocks(*mu_x.shape):
+        mx, mf = mu_x[sl], mu_f[sl]
+        s1 = exx[sl] - mx * mx
+        s2 = eff[sl] - mf * mf
+        s12 = exf[sl] - mx * mf
+        ok1 = s1 >= eps
+        valid = ok1 & (s2 >= eps) & (s12 >= 0)
+        g = s12 / (s1 + eps)
+        sv = s2 - g * s12
+        np.maximum(sv, eps, out=sv)
+        sv += 2.0  # sigma_nsq
+        g *= g
+        g *= s1
+        g /= sv
+        g *= valid
+        g += 1.0
+        num += float(np.log10(g, out=g).sum())
+        s1 *= ok1
+        s1 *= 0.5
+        s1 += 1.0
+        den += float(np.log10(s1, out=s1).sum())
+    return num, den
+
+
+def _ssim_sum(sx, sxx, sxf, sf, sff, c1: float, c2: float) -> float:
+    """Σ of skimage's SSIM map from exact 7x7 window sums S (u = S/49, v = (49 S2 - S^2) / 2352)."""
+    k1, k2 = 2401.0 * c1, 2352.0 * c2
+    total = 0.0
+    for sl in _row_blocks(*sx.shape):
+        x, f = sx[sl].astype(np.float64), sf[sl].astype(np.float64)
+        pxy = x * f
+        x2, f2 = x * x, f * f
+        num = 49.0 * sxf[sl]
+        num -= pxy
+        num *= 2.0
+        num += k2
+        pxy *= 2.0
+        pxy += k1
+        num *= pxy
+        x2 += f2
+        den = sxx[sl] + sff[sl].astype(np.float64)
+        den *= 49.0
+        den -= x2
+        den += k2
+        x2 += k1
+        den *= x2
+        num /= den
+        total += float(num.sum())
+    return total
+
+
+def _sobel_qabf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Sx, Sy) of Qabf: true 2-D convolution, 'same' size, zero padding (exact on integer data)."""
+    sx = cv2.filter2D(x, _F64, _QABF_H3[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT)
+    sy = cv2.filter2D(x, _F64, _QABF_H1[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT)
+    return sx, sy
+
+
+def _qabf_strength_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    g = np.sqrt(sx * sx + sy * sy)
+    zero = sx == 0
+    alpha = np.arctan(sy / sx)
+    alpha[zero] = math.pi / 2  # arctan, not arctan2; pi/2 wherever Sx == 0
+    return g, alpha
+
+
+def _qabf_q(gx, ax, gf, af) -> np.ndarray:
+    """Edge preservation Q^{XF} = Q_g * Q_alpha (Tg 0.9994, kg -15, Dg 0.5, Ta 0.9879, ka -22, Da 0.8)."""
+    G = np.minimum(gx, gf)
+    G /= np.maximum(gx, gf)
+    eq = gx == gf
+    G[eq] = gf[eq]  # MATLAB quirk: equal strengths give g_F, not 1
+    G -= 0.5
+    G *= -15.0
+    np.exp(G, out=G)
+    G += 1.0
+    A = ax - af
+    np.abs(A, out=A)
+    A *= 22.0 / (math.pi / 2)  # ka * (A - Da) with A = 1 - |dalpha| / (pi/2), ka = -22, Da = 0.8
+    A += -22.0 * (1.0 - 0.8)
+    np.exp(A, out=A)
+    A += 1.0
+    A *= G
+    return np.divide(0.9994 * 0.9879, A, out=A)
+
+
+def _nabf_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gv, gh) x 8 of Nabf: Sobel correlation with mirror padding that does not repeat the edge."""
+    gv = cv2.filter2D(x, _F64, _NABF_GV, borderType=cv2.BORDER_REFLECT_101)
+    gh = cv2.filter2D(x, _F64, _NABF_GH, borderType=cv2.BORDER_REFLECT_101)
+    return gv, gh
+
+
+def _nabf_strength_angle(gv8: np.ndarray, gh8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gv, gh = gv8 / 8.0, gh8 / 8.0
+    g = np.sqrt(gh * gh + gv * gv)
+    alpha = np.arctan(gv / gh)  # gh == 0, gv != 0 -> +-pi/2
+    alpha[(gv == 0) & (gh == 0)] = 0.0
+    return g, alpha
+
+
+def _nabf_q(gx, ax, gf, af) -> np.ndarray:
+    """Q^{XF} = sqrt(Qg * Qa) with Nrg 0.9999, kg 19, sg 0.5, Nra 0.9995, ka 22, sa 0.5."""
+    lo, hi = np.minimum(gx, gf), np.maximum(gx, gf)
+    G = np.divide(lo, hi, out=np.zeros_like(lo), where=lo > 0)
+    A = np.abs(np.abs(ax - af) - math.pi / 2) * (2 / math.pi)
+    return np.sqrt(0.9999 / (1 + np.exp(-19.0 * (G - 0.5))) * (0.9995 / (1 + np.exp(-22.0 * (A - 0.5)))))
+
+
 class Triplet:
     """Lazily computed, shared intermediates of one triplet and the metric values built on them.
 
-    ``f``, ``a``, ``b``: float64 (H, W) arrays of integers 0..255 for fused, ir and vi.
+    ``f``, ``a``, ``b``: float64 C-contiguous (H, W) arrays of integers 0..255 (fused, ir, vi).
     Each public method returns one metric as a Python float.
     """
 
@@ -119,23 +247,44 @@ class Triplet:
         """Integer (intp) versions of f, a, b, flattened."""
         return tuple(x.ravel().astype(np.intp) for x in (self.f, self.a, self.b))
 
+    def _joint(self, i: int, j: int) -> np.ndarray:
+        """256x256 joint count table of images i, j (0 = f, 1 = a, 2 = b); rows index image i."""
+        key = self._levels[i] * 256
+        key += self._levels[j]
+        return np.bincount(key, minlength=65536).reshape(256, 256)
+
+    @cached_property
+    def _joint_fa(self) -> np.ndarray:
+        return self._joint(0, 1)
+
+    @cached_property
+    def _joint_fb(self) -> np.ndarray:
+        return self._joint(0, 2)
+
     @cached_property
     def _hist_f(self) -> np.ndarray:
+        if "_joint_fa" in self.__dict__:
+            return self._joint_fa.sum(axis=1)
         return np.bincount(self._levels[0], minlength=256)
-
-    def _joint(self, k: int) -> np.ndarray:
-        fl = self._levels[0]
-        return np.bincount(fl * 256 + self._levels[k], minlength=65536).reshape(256, 256)
 
     @cached_property
     def _sums(self) -> dict[str, int]:
-        """Exact integer sums: s_x = Σx and s_xy = Σx·y for x, y in {a, b, f}."""
-        a, b, f = (x.ravel() for x in (self.a, self.b, self.f))
-        out = {"a": int(a.sum()), "b": int(b.sum()), "f": int(f.sum())}
-        for name, (x, y) in {"aa": (a, a), "bb": (b, b), "ff": (f, f), "af": (a, f), "bf": (b, f),
-                             "ab": (a, b)}.items():
-            out[name] = int(np.dot(x, y))  # float64 dot is exact: integer terms, partial sums < 2**53
+        """Exact integer moments from the joint histograms: s_x = Σx, s_xy = Σx·y (x, y in a, b, f)."""
+        lv = np.arange(256, dtype=np.int64)
+        jfa, jfb = self._joint_fa, self._joint_fb
+        hf, ha, hb = jfa.sum(axis=1), jfa.sum(axis=0), jfb.sum(axis=0)
+        out = {}
+        for name, h in (("f", hf), ("a", ha), ("b", hb)):
+            out[name] = int(h @ lv)
+            out[name + name] = int(h @ (lv * lv))
+        out["af"] = int(lv @ jfa @ lv)
+        out["bf"] = int(lv @ jfb @ lv)
         return out
+
+    @cached_property
+    def _sum_ab(self) -> int:
+        lv = np.arange(256, dtype=np.int64)
+        return int(lv @ self._joint(1, 2) @ lv)
 
     def EN(self) -> float:
         p = self._hist_f[self._hist_f > 0] / self.n
@@ -148,7 +297,7 @@ class Triplet:
         return math.sqrt(float(h @ (lv - mean) ** 2) / self.n)
 
     def MI(self) -> float:
-        return _mi_nats(self._joint(1)) + _mi_nats(self._joint(2))
+        return _mi_nats(self._joint_fa) + _mi_nats(self._joint_fb)
 
     def MI_bits(self) -> float:
         return self.MI() / math.log(2.0)
@@ -167,7 +316,8 @@ class Triplet:
         return -math.inf if peak == 0 else 10.0 * math.log10(peak * peak / mse)
 
     def PSNR(self) -> float:
-        return self._psnr(float(self.f.max()))
+        lv = np.nonzero(self._hist_f)[0]
+        return self._psnr(float(lv[-1]))
 
     def PSNR_peak255(self) -> float:
         return self._psnr(255.0)
@@ -183,37 +333,46 @@ class Triplet:
     def SCD(self) -> float:
         s, n = self._sums, self.n
         total = 0.0
-        for x, y in (("a", "b"), ("b", "a")):  # r(F - y, x) with D = F - y
+        for x, y in (("a", "b"), ("b", "a")):  # r(D, x) with D = F - y
             sd = s["f"] - s[y]
             sdd = s["ff"] - 2 * s[y + "f"] + s[y + y]
-            sdx = s[x + "f"] - s["ab"]
+            sdx = s[x + "f"] - self._sum_ab
             total += _pearson(sdx, sd, s[x], sdd, s[x + x], n)
         return total
 
     # ---------------------------------------------------------------- gradients of F
     def SF(self) -> float:
-        dx = np.diff(self.f, axis=1)
-        dy = np.diff(self.f, axis=0)
+        f = self.f
+        dx = f[:, 1:] - f[:, :-1]
+        dy = f[1:, :] - f[:-1, :]
         if dx.size == 0 or dy.size == 0:
             return _NAN
-        return math.sqrt(float(np.vdot(dx, dx)) / dx.size + float(np.vdot(dy, dy)) / dy.size)
+        return math.sqrt(float(np.einsum("ij,ij->", dx, dx)) / dx.size
+                         + float(np.einsum("ij,ij->", dy, dy)) / dy.size)
 
     @cached_property
     def _ag_sum(self) -> float:
+        """Σ sqrt((Gx² + Gy²) / 2) with numpy-gradient differences (central inside, one-sided at edges)."""
         f = self.f
         gx = np.empty_like(f)
         gy = np.empty_like(f)
+        np.subtract(f[:, 2:], f[:, :-2], out=gx[:, 1:-1])
+        gx[:, 1:-1] *= 0.5
         gx[:, 0] = f[:, 1] - f[:, 0]
         gx[:, -1] = f[:, -1] - f[:, -2]
-        gx[:, 1:-1] = (f[:, 2:] - f[:, :-2]) / 2
+        np.subtract(f[2:, :], f[:-2, :], out=gy[1:-1, :])
+        gy[1:-1, :] *= 0.5
         gy[0, :] = f[1, :] - f[0, :]
         gy[-1, :] = f[-1, :] - f[-2, :]
-        gy[1:-1, :] = (f[2:, :] - f[:-2, :]) / 2
-        gx *= gx
-        gy *= gy
-        gx += gy
-        gx /= 2
-        return float(np.sqrt(gx, out=gx).sum())
+        total = 0.0
+        for sl in _row_blocks(self.h, self.w):
+            x, y = gx[sl], gy[sl]
+            x *= x
+            y *= y
+            x += y
+            x *= 0.5
+            total += float(np.sqrt(x, out=x).sum())
+        return total
 
     def AG(self) -> float:
         return self._ag_sum / self.n
@@ -224,36 +383,19 @@ class Triplet:
     # ---------------------------------------------------------------- VIF (vifp_mscale, summed)
     @cached_property
     def _vif(self) -> tuple[float, float]:
-        eps, sigma_nsq = 1e-10, 2.0
         imgs = [self.a, self.b, self.f]
         num, den = [0.0, 0.0], [0.0, 0.0]
         for s, k in enumerate(_VIF_KERNELS, start=1):
-            if s > 1:
+            if s > 1:  # low-pass ('valid') and keep every other row/column
                 imgs = [np.ascontiguousarray(_valid_sep_filter(x, k)[::2, ::2]) for x in imgs]
             a, b, f = imgs
             mu_f = _valid_sep_filter(f, k)
-            s2 = _valid_sep_filter(f * f, k) - mu_f * mu_f
-            np.maximum(s2, 0.0, out=s2)
-            s2_small = s2 < eps
+            eff = _valid_sep_filter(f * f, k)
             for i, x in enumerate((a, b)):
-                mu = _valid_sep_filter(x, k)
-                s1 = _valid_sep_filter(x * x, k) - mu * mu
-                np.maximum(s1, 0.0, out=s1)
-                s12 = _valid_sep_filter(x * f, k) - mu * mu_f
-                g = s12 / (s1 + eps)
-                sv = s2 - g * s12
-                m1 = s1 < eps
-                g[m1] = 0.0
-                sv[m1] = s2[m1]
-                s1[m1] = 0.0
-                g[s2_small] = 0.0
-                sv[s2_small] = 0.0
-                m3 = g < 0
-                sv[m3] = s2[m3]
-                g[m3] = 0.0
-                np.maximum(sv, eps, out=sv)
-                num[i] += float(np.log10(1.0 + g * g * s1 / (sv + sigma_nsq)).sum())
-                den[i] += float(np.log10(1.0 + s1 / sigma_nsq).sum())
+                nu, de = _vif_sums(_valid_sep_filter(x, k), _valid_sep_filter(x * x, k),
+                                   _valid_sep_filter(x * f, k), mu_f, eff)
+                num[i] += nu
+                den[i] += de
         # den == 0 (reference flat at every scale) gives NaN in the reference, which CDDFuse replaces by 1.0
         return tuple(nu / de if de != 0 else 1.0 for nu, de in zip(num, den))
 
@@ -261,60 +403,36 @@ class Triplet:
         return self._vif[0] + self._vif[1]
 
     # ---------------------------------------------------------------- Qabf (Xydeas-Petrovic)
-    @cached_property
-    def _qabf_grad(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(strength g, orientation alpha) of a, b, f: Sobel convolution, zero padding, arctan rule."""
-        out = []
-        for x in (self.a, self.b, self.f):
-            sx = cv2.filter2D(x, _F64, _QABF_H3[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT)
-            sy = cv2.filter2D(x, _F64, _QABF_H1[::-1, ::-1].copy(), borderType=cv2.BORDER_CONSTANT)
-            g = np.sqrt(sx * sx + sy * sy)
-            zero = sx == 0
-            alpha = np.arctan(np.divide(sy, sx, out=np.zeros_like(sy), where=~zero))
-            alpha[zero] = math.pi / 2
-            out.append((g, alpha))
-        return out
-
     def Qabf(self) -> float:
-        (ga, aa), (gb, ab), (gf, af) = self._qabf_grad
-        total = 0.0
-        for gx, ax in ((ga, aa), (gb, ab)):
-            lo, hi = np.minimum(gx, gf), np.maximum(gx, gf)
-            G = np.divide(lo, hi, out=np.zeros_like(lo), where=hi > 0)
-            eq = gx == gf
-            G[eq] = gf[eq]  # MATLAB quirk: equal strengths give g_F, not 1
-            A = 1.0 - np.abs(ax - af) / (math.pi / 2)
-            q = 0.9994 / (1.0 + np.exp(-15.0 * (G - 0.5))) * (0.9879 / (1.0 + np.exp(-22.0 * (A - 0.8))))
-            total += float(np.vdot(q, gx))
-        den = float(ga.sum() + gb.sum())
-        return total / den if den > 0 else _NAN
+        (ax, ay), (bx, by), (fx, fy) = (_sobel_qabf(x) for x in (self.a, self.b, self.f))
+        num = den = 0.0
+        for sl in _row_blocks(self.h, self.w):
+            ga, aa = _qabf_strength_angle(ax[sl], ay[sl])
+            gb, ab = _qabf_strength_angle(bx[sl], by[sl])
+            gf, af = _qabf_strength_angle(fx[sl], fy[sl])
+            num += float(np.einsum("ij,ij->", _qabf_q(ga, aa, gf, af), ga))
+            num += float(np.einsum("ij,ij->", _qabf_q(gb, ab, gf, af), gb))
+            den += float(ga.sum() + gb.sum())
+        return num / den if den > 0 else _NAN
 
     # ---------------------------------------------------------------- Nabf (Kumar's modified N^AB/F)
     @cached_property
-    def _nabf_grad(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        out = []
-        for x in (self.a, self.b, self.f):
-            gv = cv2.filter2D(x, _F64, _NABF_GV, borderType=cv2.BORDER_REFLECT_101) / 8.0
-            gh = cv2.filter2D(x, _F64, _NABF_GH, borderType=cv2.BORDER_REFLECT_101) / 8.0
-            g = np.sqrt(gh * gh + gv * gv)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                alpha = np.arctan(gv / gh)  # gh == 0, gv != 0 -> +-pi/2
-            alpha[(gv == 0) & (gh == 0)] = 0.0
-            out.append((g, alpha))
-        return out
+    def _nabf_grads(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [_nabf_grad(x) for x in (self.a, self.b, self.f)]
 
     def _nabf(self, w_min: float) -> float:
-        (ga, aa), (gb, ab), (gf, af) = self._nabf_grad
-        na = (gf > ga) & (gf > gb)
-        num, den = 0.0, 0.0
-        for gx, ax in ((ga, aa), (gb, ab)):
-            lo, hi = np.minimum(gx, gf), np.maximum(gx, gf)
-            G = np.divide(lo, hi, out=np.zeros_like(lo), where=lo > 0)
-            A = np.abs(np.abs(ax - af) - math.pi / 2) * (2 / math.pi)
-            q = np.sqrt(0.9999 / (1 + np.exp(-19.0 * (G - 0.5))) * (0.9995 / (1 + np.exp(-22.0 * (A - 0.5)))))
-            w = np.where(gx >= 2.0, gx**1.5, w_min)
-            num += float(((1.0 - q[na]) * w[na]).sum())
-            den += float(w.sum())
+        (av, ah), (bv, bh), (fv, fh) = self._nabf_grads
+        num = den = 0.0
+        for sl in _row_blocks(self.h, self.w):
+            ga, aa = _nabf_strength_angle(av[sl], ah[sl])
+            gb, ab = _nabf_strength_angle(bv[sl], bh[sl])
+            gf, af = _nabf_strength_angle(fv[sl], fh[sl])
+            na = (gf > ga) & (gf > gb)
+            for gx, ax in ((ga, aa), (gb, ab)):
+                w = np.where(gx >= 2.0, gx**1.5, w_min)  # Td = 2, Lg = 1.5
+                q = _nabf_q(gx, ax, gf, af)
+                num += float(((1.0 - q[na]) * w[na]).sum())
+                den += float(w.sum())
         return num / den if den > 0 else _NAN
 
     def Nabf(self) -> float:
@@ -326,29 +444,19 @@ class Triplet:
     # ---------------------------------------------------------------- SSIM (skimage, 7x7 box)
     @cached_property
     def _box7(self) -> dict[str, np.ndarray]:
-        """Exact integer 7x7 window sums (valid region) of a, b, f, their squares and products."""
+        """Exact 7x7 window sums (valid region, int32) of a, b, f, their squares and products."""
         def box(x: np.ndarray) -> np.ndarray:
-            return cv2.boxFilter(x, _F64, (7, 7), normalize=False, borderType=cv2.BORDER_CONSTANT)[3:-3, 3:-3]
-        a, b, f = self.a, self.b, self.f
+            return cv2.boxFilter(x, cv2.CV_32S, (7, 7), normalize=False, borderType=cv2.BORDER_CONSTANT)[3:-3, 3:-3]
+        a, b, f = (x.astype(np.uint16) for x in (self.a, self.b, self.f))  # products <= 65025 fit uint16
         return {"a": box(a), "b": box(b), "f": box(f), "aa": box(a * a), "bb": box(b * b),
                 "ff": box(f * f), "af": box(a * f), "bf": box(b * f)}
 
     def _ssim_box(self, data_range: float) -> float:
+        """skimage structural_similarity defaults (7x7 box, 49/48 covariance, 3-pixel crop), summed."""
         c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
         s = self._box7
-        sf, sff = s["f"], s["ff"]
-        total = 0.0
-        for x in ("a", "b"):
-            sx, sxx, sxf = s[x], s[x + x], s[x + "f"]
-            pxy = sx * sf
-            # skimage: u = S/49, v = 49/48 (S2/49 - u^2) = (49 S2 - S^2) / 2352, exactly on integer sums
-            a1 = 2.0 * pxy / 2401.0 + c1
-            a2 = 2.0 * (49.0 * sxf - pxy) / 2352.0 + c2
-            sx2, sf2 = sx * sx, sf * sf
-            b1 = (sx2 + sf2) / 2401.0 + c1
-            b2 = (49.0 * (sxx + sff) - sx2 - sf2) / 2352.0 + c2
-            total += float(np.mean(a1 * a2 / (b1 * b2)))
-        return total
+        count = s["f"].size
+        return sum(_ssim_sum(s[x], s[x + x], s[x + "f"], s["f"], s["ff"], c1, c2) / count for x in ("a", "b"))
 
     def SSIM(self) -> float:
         return self._ssim_box(2.0)

@@ -14,9 +14,10 @@ import numpy as np
 import pywt
 from scipy.fft import dctn
 
-__all__ = ["fmi", "fmi_features"]
+__all__ = ["fmi", "fmi_features", "fmi_maps"]
 
 _IDX = np.arange(1, 10, dtype=np.float64)
+_IDX2 = _IDX**2
 _CHUNK = 4096  # windows per vectorised block (keeps the 9x9 tables in cache)
 
 
@@ -55,12 +56,12 @@ def _normalise(w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _entropy(p: np.ndarray, axis: tuple[int, ...] | int) -> np.ndarray:
-    """Σ -p·log2|p| over ``axis``, skipping zeros (|p| handles the copula's negative masses)."""
-    nz = p != 0
-    t = np.zeros_like(p)
-    t[nz] = -p[nz] * np.log2(np.abs(p[nz]))
-    return t.sum(axis=axis)
+def _plogp(p: np.ndarray, axis: tuple[int, ...] | int) -> np.ndarray:
+    """Σ p·log2|p| over ``axis``, zeros skipped (|p|: the copula's joint pdf can be negative).
+
+    Zeros contribute 0·log2(tiny) = 0, so clamping |p| at 1e-300 is the same as skipping them.
+    """
+    return (p * np.log2(np.maximum(np.abs(p), 1e-300))).sum(axis=axis)
 
 
 def _pair(xn: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -70,27 +71,34 @@ def _pair(xn: np.ndarray, fn: np.ndarray) -> np.ndarray:
     cx, cf = np.cumsum(px, axis=1), np.cumsum(pf, axis=1)
     tx = px - px.mean(axis=1, keepdims=True)
     tf = pf - pf.mean(axis=1, keepdims=True)
-    cov = (tx * tf).sum(axis=1)
+    cov = np.einsum("ki,ki->k", tx, tf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(cov == 0, 0.0, cov / np.sqrt((tx * tx).sum(axis=1) * (tf * tf).sum(axis=1)))
-    sdx = np.sqrt(np.maximum((px * _IDX**2).sum(axis=1) - (px @ _IDX) ** 2, 0.0))
-    sdf = np.sqrt(np.maximum((pf * _IDX**2).sum(axis=1) - (pf @ _IDX) ** 2, 0.0))
+        c = np.where(cov == 0, 0.0, cov / np.sqrt(np.einsum("ki,ki->k", tx, tx) * np.einsum("ki,ki->k", tf, tf)))
+    sdx = np.sqrt(np.maximum(px @ _IDX2 - (px @ _IDX) ** 2, 0.0))
+    sdf = np.sqrt(np.maximum(pf @ _IDX2 - (pf @ _IDX) ** 2, 0.0))
 
-    u, v = cf[:, :, None], cx[:, None, :]  # rows: fused index i, columns: source index j
+    # Frechet bound copula C(i, j) of cdf_f(i) (rows) and cdf_x(j) (columns): upper if c >= 0, else lower
+    u, v = cf[:, :, None], cx[:, None, :]
     upper = c >= 0
-    cop = np.where(upper[:, None, None], np.minimum(u, v), np.maximum(u + v - 1.0, 0.0))
-    uv = u * v
-    corr = (cop - uv).sum(axis=(1, 2)) / (sdf * sdx)
+    cop = np.minimum(u, v)
+    lower = ~upper
+    if lower.any():
+        cop[lower] = np.maximum(u[lower] + v[lower] - 1.0, 0.0)
     degenerate = (sdx == 0) | (sdf == 0) | (upper & (c == 0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.where(degenerate, 0.0, c / corr)
-    dc = np.diff(np.pad(cop, ((0, 0), (1, 0), (1, 0))), axis=1)
-    dc = np.diff(dc, axis=2)
-    kk = k[:, None, None]
-    jpdf = kk * dc + (1.0 - kk) * (pf[:, :, None] * px[:, None, :])
-    hj = _entropy(jpdf, axis=(1, 2))
-    hx, hf = _entropy(px, axis=1), _entropy(pf, axis=1)
-    mi = hx + hf - hj
+        corr = (cop.sum(axis=(1, 2)) - cf.sum(axis=1) * cx.sum(axis=1)) / (sdf * sdx)
+        k = np.where(degenerate, 0.0, c / corr)[:, None, None]
+    # joint pdf: k * (2-D difference of C, with C = 0 at index 0) + (1 - k) * pdf_f (x) pdf_x
+    rows = np.empty_like(cop)
+    rows[:, 0] = cop[:, 0]
+    np.subtract(cop[:, 1:], cop[:, :-1], out=rows[:, 1:])
+    jpdf = cop  # reuse the buffer: jpdf = column difference of the row differences
+    jpdf[:, :, 0] = rows[:, :, 0]
+    np.subtract(rows[:, :, 1:], rows[:, :, :-1], out=jpdf[:, :, 1:])
+    jpdf *= k
+    jpdf += ((1.0 - k[:, :, 0]) * pf)[:, :, None] * px[:, None, :]
+    hx, hf = -_plogp(px, 1), -_plogp(pf, 1)
+    mi = hx + hf + _plogp(jpdf, (1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(mi == 0, 0.0, 2.0 * mi / (hx + hf))
 
@@ -113,12 +121,16 @@ def _fmi_map_block(aw: np.ndarray, bw: np.ndarray, fw: np.ndarray) -> np.ndarray
     return (out_a + out_b) / 2.0
 
 
-def fmi(f: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none") -> float:
-    """Fast-FMI of fused ``f`` against sources ``a`` and ``b`` (float64 (H, W), H, W >= 3)."""
-    fa, fb, ff = (fmi_features(x, feature) for x in (a, b, f))
+def fmi_maps(fa: np.ndarray, fb: np.ndarray, ff: np.ndarray) -> float:
+    """Fast-FMI of precomputed feature maps (sources fa, fb; fused ff), all (H, W) float64, H, W >= 3."""
     aw, bw, fw = _windows(fa), _windows(fb), _windows(ff)
     total = 0.0
     for s in range(0, len(fw), _CHUNK):
         sl = slice(s, s + _CHUNK)
         total += float(_fmi_map_block(aw[sl], bw[sl], fw[sl]).sum())
     return total / len(fw)
+
+
+def fmi(f: np.ndarray, a: np.ndarray, b: np.ndarray, feature: str = "none") -> float:
+    """Fast-FMI of fused ``f`` against sources ``a`` and ``b`` (float64 (H, W), H, W >= 3)."""
+    return fmi_maps(*(fmi_features(x, feature) for x in (a, b, f)))

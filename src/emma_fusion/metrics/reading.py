@@ -45,9 +45,13 @@ def quantize_fused(arr01: np.ndarray) -> np.ndarray:
     sees a float array outside [0, 1] and maps it with its own min ``lo`` and max ``hi``:
     ``uint8(floor((x - lo) / (hi - lo) * 255 + 0.499999999))`` in float64 (a constant array is cast
     with a plain ``astype(uint8)``). The result equals what :func:`read_metric_image` returns for
-    the saved PNG. Singleton axes (N=1, C=1) are squeezed away; the rest must be 2-D.
+    the saved PNG. Leading singleton axes (N=1, C=1) and a trailing channel of 1 are dropped; the rest must be 2-D.
     """
-    x = np.squeeze(np.asarray(arr01))
+    x = np.asarray(arr01)
+    while x.ndim > 2 and x.shape[0] == 1:  # (N=1, C=1, H, W) -> (H, W)
+        x = x[0]
+    if x.ndim == 3 and x.shape[-1] == 1:  # (H, W, 1)
+        x = x[..., 0]
     if x.ndim != 2:
         raise EmmaError(f"quantize_fused expects one 2-D image, got shape {np.shape(arr01)}")
     x = x.astype(np.float32)
@@ -64,7 +68,7 @@ def quantize_fused(arr01: np.ndarray) -> np.ndarray:
 
 
 def as_metric_array(x: np.ndarray, what: str = "image") -> np.ndarray:
-    """Validate one image in the reading convention and return it as float64 (H, W).
+    """Validate one image in the reading convention and return it as C-contiguous float64 (H, W).
 
     Accepts any real dtype (uint8 included); values must be finite integers in [0, 255].
     """
@@ -73,15 +77,17 @@ def as_metric_array(x: np.ndarray, what: str = "image") -> np.ndarray:
         raise EmmaError(f"{what} must be a 2-D (H, W) array in the metric reading convention, got shape {arr.shape}")
     if arr.size == 0:
         raise EmmaError(f"{what} is empty")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float64)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
         raise EmmaError(f"{what} has unsupported dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise EmmaError(f"{what} contains NaN or infinite values")
-    if arr.min() < 0 or arr.max() > 255:
-        raise EmmaError(f"{what} must hold values in [0, 255] (got {arr.min():g}..{arr.max():g}); "
+    lo, hi = arr.min(), arr.max()
+    if not (lo >= 0 and hi <= 255):  # also catches NaN and infinities
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise EmmaError(f"{what} contains NaN or infinite values")
+        raise EmmaError(f"{what} must hold values in [0, 255] (got {lo:g}..{hi:g}); "
                         "read it with read_metric_image or quantize_fused")
-    if not np.array_equal(arr, np.round(arr)):
+    if arr.dtype.kind == "f" and not np.array_equal(arr, arr.astype(np.uint8)):
         raise EmmaError(f"{what} must hold integer gray levels 0..255 (the metric reading convention); "
                         "use read_metric_image or quantize_fused")
-    return arr
+    return np.ascontiguousarray(arr, dtype=np.float64)

@@ -146,6 +146,7 @@ class Stage:
     batch_fn: Callable[[int], dict[str, torch.Tensor]]
     steps_per_epoch: int
     monitor: Callable[[int], dict[str, Any] | None] | None = None
+    broadcast_buffers: bool = False
     extra_state: Callable[[], dict[str, Any]] = field(default=lambda: {})
     load_extra_state: Callable[[dict[str, Any]], None] = field(default=lambda s: None)
 
@@ -203,7 +204,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     objective = stage.objective
     if rt.distributed:
         objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None, broadcast_buffers=False
+            objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None, broadcast_buffers=stage.broadcast_buffers,
         )
     jlog = JsonlLog(out / "log.jsonl", rt.main, start if ckpt_dir is not None else None)
     if rt.main and start == 0:

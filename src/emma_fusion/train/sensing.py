@@ -112,6 +112,7 @@ def train_sensing(config: SensingConfig, resume: bool = False) -> Path:
         objective=SensingObjective(nets["A_ir"], nets["A_vi"]),
         batch_fn=lambda step: train.batch(rank_indices(step, cfg.batch, rt.rank, rt.world)),
         steps_per_epoch=spe,
+        broadcast_buffers=True,  # BatchNorm running statistics follow rank 0
     )
     step, out = run_stage(cfg, stage, rt, resume=resume)
     if rt.main:

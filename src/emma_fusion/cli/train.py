@@ -1,0 +1,129 @@
+"""``emma train sensing`` and ``emma train fusion``: EMMA's two training stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import EmmaError
+
+_HELP_DATA = "Data set: a folder with ir/ and vi/ (repeatable); append @W for a per-pair sampling weight."
+
+
+def _parse_sets(data: list[str], fused: list[str]) -> list[Any]:
+    from ..data import DatasetSpec
+
+    sets = []
+    for item in data:
+        root, _, weight = item.partition("@")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise EmmaError(f"bad weight in --data {item!r}; use PATH or PATH@WEIGHT") from None
+        sets.append(DatasetSpec(root=root, fused=list(fused), weight=w))
+    return sets
+
+
+def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], out: Optional[Path],
+                    resume: bool, overrides: dict[str, Any], data: list[str], fused: list[str]):
+    from ..train import apply_overrides, load_config
+
+    if resume and config is None and out is not None and (out / "config.toml").is_file():
+        config = out / "config.toml"  # a resumed run keeps its own configuration
+    cfg = load_config(stage, config, preset)
+    if out is not None:
+        overrides["out"] = str(out)
+    cfg = apply_overrides(cfg, overrides)
+    if data:
+        cfg.data.sets = _parse_sets(data, fused)
+    elif fused:
+        raise EmmaError("--fused needs --data (or put fused folders in the config file)")
+    if not cfg.data.sets:
+        raise EmmaError("no training data: pass --data DIR (a folder with ir/ and vi/) or set data.sets in --config")
+    return cfg
+
+
+def sensing_command(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, A_ir/A_vi weights)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with a \\[sensing] table."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Base preset: paper or cpu (default: the file's, else paper)."),
+    data: list[str] = typer.Option([], "--data", help=_HELP_DATA),
+    fused: list[str] = typer.Option([], "--fused", help="Folder of fused pseudo-ground-truth images <stem>.png (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: none or bf16."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (overrides epochs)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs (used when steps is 0)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Crops per step and process."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Crop side (multiple of 16)."),
+    width: Optional[int] = typer.Option(None, "--width", help="A's first-level channels (paper: 64)."),
+    noise_std: Optional[float] = typer.Option(None, "--noise-std", help="Noise-robust A: max std of noise added to the fused input."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: torch's default)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Stage 1: train the pseudo-sensing nets A_i and A_v on fused pseudo ground truth."""
+    from ..train import train_sensing
+
+    overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
+                 "data.crop": crop, "width": width, "data.noise_std": noise_std, "seed": seed, "threads": threads,
+                 "checkpoint_every": checkpoint_every, "progress": False if no_progress else None}
+    cfg = _resolve_config("sensing", config, preset, out, resume, overrides, data, fused)
+    run = train_sensing(cfg, resume=resume)
+    gate = json.loads((run / "gate.json").read_text())
+    for m in ("ir", "vi"):
+        if m in gate:
+            g = gate[m]
+            typer.echo(f"A_{m}: held-out MSE {g['mse_sense']:.5f} vs identity {g['mse_identity']:.5f} "
+                       f"(ratio {g['ratio']:.3f}, gate {gate['ratio_max']})")
+    typer.echo(f"quality gate: {'passed' if gate.get('passed') else 'FAILED'} -> {run}")
+
+
+def fusion_command(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, ufuser weights)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with a \\[fusion] table."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Base preset: paper or cpu (default: the file's, else paper)."),
+    data: list[str] = typer.Option([], "--data", help=_HELP_DATA),
+    sensing: Optional[Path] = typer.Option(None, "--sensing", help="Stage-1 run folder (A_ir/A_vi weights and gate.json)."),
+    ablation: Optional[str] = typer.Option(None, "--ablation", help="full, I, II, III or IV (paper's Table 2)."),
+    init_weights: Optional[Path] = typer.Option(None, "--init-weights", help="Warm-start the U-Fuser from these weights."),
+    skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: none or bf16."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (overrides epochs)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs (used when steps is 0)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Crops per step and process."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Crop side (multiple of 16)."),
+    per_step: Optional[int] = typer.Option(None, "--transforms-per-step", help="Transforms drawn per step (0: the whole stack)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: torch's default)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    """Stage 2: train the U-Fuser with frozen A_i, A_v and the equivariant loss (Eq. 6)."""
+    from ..train import train_fusion
+
+    overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
+                 "data.crop": crop, "transforms.per_step": per_step, "seed": seed, "threads": threads,
+                 "checkpoint_every": checkpoint_every, "ablation": ablation,
+                 "sensing": str(sensing) if sensing else None,
+                 "init_weights": str(init_weights) if init_weights else None,
+                 "skip_gate": True if skip_gate else None, "progress": False if no_progress else None}
+    cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
+    weights = train_fusion(cfg, resume=resume)
+    typer.echo(f"U-Fuser weights -> {weights}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command group to the ``emma`` app."""
+    group = typer.Typer(help="Train EMMA: stage 1 `sensing`, then stage 2 `fusion`.", no_args_is_help=True)
+    group.command("sensing")(sensing_command)
+    group.command("fusion")(fusion_command)
+    app.add_typer(group, name="train")

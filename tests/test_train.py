@@ -1,0 +1,346 @@
+"""The trainer: configs, exact resume, DDP replicas, quality gate, artefact monitor, real-data smoke test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, shared_path
+from emma_fusion.data import DatasetSpec, PairedCrops
+from emma_fusion.errors import EmmaError
+from emma_fusion.train import apply_overrides, load_config, preset, save_config, train_fusion, train_sensing
+from emma_fusion.train.config import config_to_toml
+from emma_fusion.train.fusion import ArtefactMonitor, check_gate
+from emma_fusion.train.loop import Runtime, StopTraining
+from emma_fusion.train.sensing import quality_gate
+from emma_fusion.weights import load_model, load_state
+
+
+def _blobs(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random texture (uint8) that passes the low-contrast filter."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((h // 4 + 1, w // 4 + 1))
+    img = np.kron(small, np.ones((4, 4)))[:h, :w]
+    return (30 + 200 * img).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pairs")
+    for k in range(6):
+        ir, vi = _blobs(48, 56, k), _blobs(48, 56, 100 + k)
+        for sub, arr in (("ir", ir), ("vi", vi), ("fused", ((ir.astype(int) + vi) // 2).astype(np.uint8))):
+            (root / sub).mkdir(exist_ok=True)
+            Image.fromarray(arr).save(root / sub / f"p{k}.png")
+    return root, root / "fused"
+
+
+def _sensing_cfg(data, out, **kw):
+    root, fused = data
+    cfg = apply_overrides(preset("cpu", "sensing"), {
+        "out": str(out), "width": 4, "batch": 2, "steps": 6, "checkpoint_every": 2, "progress": False,
+        "gate_crops": 4, "holdout": 0.2, "data.crop": 32, "data.noise_std": 0.05, "optim.lr": 1e-3, "threads": 1, **kw})
+    cfg.data.sets = [DatasetSpec(root=str(root), fused=[str(fused)])]
+    return cfg
+
+
+def _fusion_cfg(data, out, sensing, **kw):
+    root, _ = data
+    cfg = apply_overrides(preset("cpu", "fusion"), {
+        "out": str(out), "batch": 1, "steps": 6, "checkpoint_every": 2, "progress": False, "sensing": str(sensing),
+        "skip_gate": True, "data.crop": 32, "monitor.every": 2, "monitor.crops": 2, "threads": 1,
+        "transforms.per_step": 2, **kw})
+    cfg.data.sets = [DatasetSpec(root=str(root))]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def sensing_run(tiny_data, tmp_path_factory) -> Path:
+    return train_sensing(_sensing_cfg(tiny_data, tmp_path_factory.mktemp("runs") / "sensing"))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_state(path)[0]
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# -- configs -------------------------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["sensing", "fusion"])
+@pytest.mark.parametrize("name", ["paper", "cpu"])
+def test_config_toml_roundtrip(tmp_path, stage, name):
+    cfg = preset(name, stage)
+    cfg.data.sets = [DatasetSpec(root="a/b", fused=["x", 'q"uote'], weight=2.5)]
+    path = save_config(cfg, tmp_path / "c.toml")
+    back = load_config(stage, path)
+    assert back == cfg
+    assert config_to_toml(back) == path.read_text()
+
+
+def test_paper_preset_matches_the_paper():
+    s, f = preset("paper", "sensing"), preset("paper", "fusion")
+    assert (s.width, s.batch, s.epochs, s.optim.lr, s.optim.lr_step_epochs, s.optim.lr_gamma) == (64, 64, 40, 1e-4, 10, 0.5)
+    assert (f.batch, f.epochs, f.optim.lr, f.optim.lr_step_epochs, f.optim.lr_gamma, f.data.crop) == (8, 100, 1e-4, 20, 0.5, 128)
+    assert (f.a1, f.a2, f.ablation, f.transforms.per_step) == (1.0, 0.1, "full", 0)
+
+
+def test_config_file_overrides_preset_and_rejects_typos(tmp_path):
+    p = tmp_path / "run.toml"
+    p.write_text('preset = "cpu"\n[fusion]\nsteps = 7\n[fusion.optim]\nlr = 0.5\n[[fusion.data.sets]]\nroot = "d"\n')
+    cfg = load_config("fusion", p)
+    assert cfg.steps == 7 and cfg.optim.lr == 0.5 and cfg.batch == preset("cpu", "fusion").batch
+    assert cfg.data.sets[0].root == "d"
+    with pytest.raises(EmmaError, match="no \\[sensing\\] table"):
+        load_config("sensing", p)
+    p.write_text("[fusion]\nstepz = 7\n")
+    with pytest.raises(EmmaError, match="stepz"):
+        load_config("fusion", p)
+    p.write_text('[fusion]\nsteps = "7"\n')
+    with pytest.raises(EmmaError, match="int"):
+        load_config("fusion", p)
+
+
+# -- resume ----------------------------------------------------------------------------------
+def test_sensing_resume_equals_uninterrupted(tiny_data, tmp_path, sensing_run):
+    full = sensing_run  # 6 steps in one go
+    cut = _sensing_cfg(tiny_data, tmp_path / "cut", steps=4)
+    train_sensing(cut)
+    resumed = train_sensing(apply_overrides(cut, {"steps": 6}), resume=True)
+    for f in ("A_ir.safetensors", "A_vi.safetensors"):
+        _assert_same(_weights(full / f), _weights(resumed / f))
+    steps = [json.loads(line)["step"] for line in (resumed / "log.jsonl").read_text().splitlines()
+             if json.loads(line)["type"] == "step"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_fusion_resume_after_crash_equals_uninterrupted(tiny_data, sensing_run, tmp_path, monkeypatch):
+    ref = train_fusion(_fusion_cfg(tiny_data, tmp_path / "ref", sensing_run))
+    cfg = _fusion_cfg(tiny_data, tmp_path / "crash", sensing_run)
+    original = PairedCrops.batch
+
+    def crashing(self, indices):
+        if min(indices) >= 5 * cfg.batch:  # the batch of step 5: after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return original(self, indices)
+
+    monkeypatch.setattr(PairedCrops, "batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train_fusion(cfg)
+    assert not (tmp_path / "crash" / "ufuser.safetensors").exists()
+    monkeypatch.setattr(PairedCrops, "batch", original)
+    with pytest.raises(EmmaError, match="already holds a run"):
+        train_fusion(cfg)
+    resumed = train_fusion(cfg, resume=True)
+    _assert_same(_weights(ref), _weights(resumed))
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_data, sensing_run, tmp_path):
+    with pytest.raises(EmmaError, match="nothing to resume"):
+        train_fusion(_fusion_cfg(tiny_data, tmp_path / "none", sensing_run), resume=True)
+
+
+# -- quality gate and monitor ----------------------------------------------------------------
+class _Identity(torch.nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_quality_gate_scores_against_identity(tiny_data):
+    root, fused = tiny_data
+    held = PairedCrops([DatasetSpec(root=str(root), fused=[str(fused)])], 32, with_fused=True)
+    rep = quality_gate({"ir": _Identity(), "vi": _Identity()}, held, 4, 0.8, torch.device("cpu"))
+    assert rep["ir"]["ratio"] == pytest.approx(1.0) and not rep["passed"]
+    assert quality_gate({"ir": _Identity(), "vi": _Identity()}, held, 4, 1.0, torch.device("cpu"))["passed"]
+
+
+def test_stage2_refuses_failed_or_missing_gate(tiny_data, sensing_run, tmp_path):
+    gate = json.loads((sensing_run / "gate.json").read_text())
+    assert {"ir", "vi", "passed", "ratio_max"} <= gate.keys()
+    bad = tmp_path / "gate.json"
+    bad.write_text(json.dumps({"passed": False}))
+    with pytest.raises(EmmaError, match="failed their quality gate"):
+        check_gate(bad, skip=False)
+    assert check_gate(bad, skip=True) == {"passed": False}
+    with pytest.raises(EmmaError, match="--skip-gate"):
+        check_gate(None, skip=False)
+    if not gate["passed"]:
+        with pytest.raises(EmmaError, match="quality gate"):
+            train_fusion(_fusion_cfg(tiny_data, tmp_path / "r", sensing_run, skip_gate=False))
+
+
+class _Stripes(torch.nn.Module):
+    """A 'fuser' that writes one-pixel stripes (the failure seen in the CPU pilot)."""
+
+    def forward(self, i, v):
+        f = (i + v) / 2
+        f[..., ::2] = 1.0
+        f[..., 1::2] = 0.0
+        return f
+
+
+class _Average(torch.nn.Module):
+    def forward(self, i, v):
+        return (i + v) / 2
+
+
+def test_monitor_flags_stripes_and_stops(tiny_data, tmp_path):
+    cfg = _fusion_cfg(tiny_data, tmp_path, "", **{"monitor.patience": 2})
+    ds = PairedCrops(cfg.data.sets, 32)
+    batch = ds.batch(range(2))
+    rt = Runtime(device=torch.device("cpu"))
+    good = ArtefactMonitor(cfg, _Average(), {"ir": _Identity(), "vi": _Identity()}, batch, rt)
+    rec = good(2)
+    assert rec["violations"] == [] and rec["hf_ratio"] < 1 and rec["sense_ratio_ir"] == pytest.approx(1.0)
+    assert good(3) is None  # only every `monitor.every` steps
+    bad = ArtefactMonitor(cfg, _Stripes(), None, batch, rt)
+    assert bad(2)["hf_ratio"] > cfg.monitor.hf_max
+    with pytest.raises(StopTraining, match="fooling"):
+        bad(4)
+
+
+_CLI = "import sys; from emma_fusion.cli import main; main(sys.argv[1:])"
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+def test_cli_train_runs_both_stages_from_a_toml_file(tiny_data, tmp_path):
+    root, fused = tiny_data
+    toml = tmp_path / "run.toml"
+    toml.write_text(f"""preset = "cpu"
+[sensing]
+out = "{tmp_path / 's'}"
+width = 4
+batch = 2
+steps = 2
+holdout = 0.2
+gate_crops = 2
+progress = false
+[sensing.data]
+crop = 32
+[[sensing.data.sets]]
+root = "{root}"
+fused = ["{fused}"]
+[fusion]
+out = "{tmp_path / 'f'}"
+sensing = "{tmp_path / 's'}"
+skip_gate = true
+batch = 1
+steps = 2
+progress = false
+[fusion.data]
+crop = 32
+[[fusion.data.sets]]
+root = "{root}"
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-c", _CLI, *a], capture_output=True, text=True, env=env)
+    r = run("train", "sensing", "--config", str(toml), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "quality gate" in r.stdout
+    r = run("train", "fusion", "--config", str(toml), "--threads", "1", "--steps", "3")
+    assert r.returncode == 0, r.stderr
+    assert load_config("fusion", tmp_path / "f" / "config.toml").steps == 3
+    r = run("train", "fusion", "--out", str(tmp_path / "x"), "--preset", "cpu")
+    assert r.returncode == 2 and "error: no training data" in r.stderr
+
+
+# -- data parallel -------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_DDP_WORKER = r"""
+import sys, torch
+torch.set_num_threads(1)
+from emma_fusion.train import fusion, sensing
+from emma_fusion.train.config import load_config
+kept = {}
+orig_run = fusion.run_stage
+def spy(cfg, stage, rt, resume=False):
+    kept.update(stage.models)
+    return orig_run(cfg, stage, rt, resume)
+fusion.run_stage = spy
+sensing.run_stage = spy
+stage, cfg_path, dump = sys.argv[1:4]
+cfg = load_config(stage, cfg_path)
+(sensing.train_sensing if stage == "sensing" else fusion.train_fusion)(cfg)
+rank = int(__import__("os").environ["RANK"])
+torch.save({k: {n: p.detach().clone() for n, p in m.named_parameters()} for k, m in kept.items()}, f"{dump}.{rank}")
+"""
+
+
+@pytest.mark.parametrize("stage", ["sensing", "fusion"])
+def test_ddp_two_gloo_processes_hold_identical_replicas(tiny_data, sensing_run, tmp_path, stage):
+    if stage == "sensing":
+        cfg = _sensing_cfg(tiny_data, tmp_path / "run", steps=3, checkpoint_every=100)
+    else:
+        cfg = _fusion_cfg(tiny_data, tmp_path / "run", sensing_run, steps=3, checkpoint_every=100)
+    cfg_path = save_config(cfg, tmp_path / "cfg.toml")
+    worker = tmp_path / "worker.py"
+    worker.write_text(_DDP_WORKER)
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(ROOT / "src")}
+        procs.append(subprocess.Popen([sys.executable, str(worker), stage, str(cfg_path), str(tmp_path / "dump")],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(outs)
+    a, b = (torch.load(tmp_path / f"dump.{r}", weights_only=True) for r in range(2))
+    assert a.keys() == b.keys() and a
+    for net in a:
+        _assert_same(a[net], b[net])
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["world"] == 2 and [r["step"] for r in log if r["type"] == "step"] == [1, 2, 3]
+    # the replicas saw different crops: a single process with the same seed trains differently
+    single = (train_sensing if stage == "sensing" else train_fusion)(apply_overrides(cfg, {"out": str(tmp_path / "one")}))
+    name = "A_ir" if stage == "sensing" else "ufuser"
+    one = _weights(single / f"{name}.safetensors" if stage == "sensing" else single)
+    assert any(not torch.equal(one[k], a[name][k]) for k in a[name])
+
+
+# -- smoke test on real pairs ------------------------------------------------------------------
+def test_smoke_both_stages_on_real_pairs(tmp_path):
+    rs = shared_path("data", "RoadScene", "train")
+    fused = shared_path("data", "results", "IFCNN", "RoadScene_train")
+    test_ir = shared_path("data", "RoadScene", "test", "ir", "FLIR_00211.jpg")
+    sets = [DatasetSpec(root=str(rs), fused=[str(fused)])]
+    s_cfg = apply_overrides(preset("cpu", "sensing"), {
+        "out": str(tmp_path / "s"), "width": 4, "batch": 4, "steps": 20, "progress": False, "gate_crops": 4,
+        "data.crop": 48, "optim.lr": 2e-3, "checkpoint_every": 100, "threads": 2})
+    s_cfg.data.sets = sets
+    s_dir = train_sensing(s_cfg)
+    f_cfg = apply_overrides(preset("cpu", "fusion"), {
+        "out": str(tmp_path / "f"), "batch": 2, "steps": 16, "progress": False, "sensing": str(s_dir),
+        "skip_gate": True, "data.crop": 48, "optim.lr": 2e-3, "checkpoint_every": 100, "threads": 2,
+        "monitor.every": 8, "monitor.crops": 2})
+    f_cfg.data.sets = [DatasetSpec(root=str(rs))]
+    weights = train_fusion(f_cfg)
+    for run in (s_dir, weights.parent):
+        losses = [r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+        assert np.mean(losses[-4:]) < np.mean(losses[:4]), (run.name, losses)
+    assert type(load_model(weights)).__name__ == "UFuser"
+    out = tmp_path / "fused.png"
+    from emma_fusion.cli import main
+
+    vi = test_ir.parent.parent / "vi" / test_ir.name
+    with pytest.raises(SystemExit) as e:
+        main(["fuse", str(test_ir), str(vi), "-o", str(out), "--weights", str(weights), "--threads", "2"])
+    assert e.value.code in (0, None) and out.is_file()
+    assert np.asarray(Image.open(out)).std() > 1
