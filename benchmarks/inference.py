@@ -14,6 +14,9 @@ Paths:
     folded    ``fold_weights(model)`` run eagerly (plain ops, NCHW): the folding alone.
     onnxrt    ``export_onnx`` + ``OnnxFuser`` (onnxruntime CPU), when onnxruntime is installed.
 
+``--bf16-metrics DIR`` instead reports the effect of the bf16 path on EN/SD/SF/AG/SCD/VIF over
+the pairs of DIR/ir and DIR/vi (e.g. ../shared/data/MSRS/test).
+
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the operations each path
 actually executes (oneDNN-fused ops counted through their unfused equivalents); GFLOP/s is that
 count over the median time. Weights: ``--weights`` or a seeded random initialisation (speed and
@@ -183,6 +186,47 @@ def print_table(results: dict, sizes: list[str], paths: list[str], args: argpars
                   f"| {size} | {path} | {t:.3f} | {1 / t:.2f} | {ratio} | {acc['rss_mb']:.0f} | - | - | {acc['diff']:.1e} |")
 
 
+def metrics_effect(args: argparse.Namespace) -> None:
+    """EN/SD/SF/AG/SCD/VIF of fp32 vs bf16 fast-path outputs over a folder pair (ir/, vi/)."""
+    from emma_fusion.fast import optimize_for_inference
+    from emma_fusion.io import list_images, read_image, to_gray
+    from emma_fusion.metrics import compute, quantize_fused, read_metric_image
+
+    torch.set_num_threads(args.threads)
+    root = Path(args.bf16_metrics)
+    irs, vis = list_images(root / "ir"), list_images(root / "vi")
+    stems = sorted(set(irs) & set(vis))[: args.limit]
+    model = build_model(args.weights)
+    nets = {"fp32": optimize_for_inference(model), "bf16": optimize_for_inference(model, dtype=torch.bfloat16)}
+    names = ["EN", "SD", "SF", "AG", "SCD", "VIF"]
+    vals = {k: {n: [] for n in names} for k in nets}
+    diffs, psnrs = [], []
+    for stem in stems:
+        ir, vi = (read_image(p) for p in (irs[stem], vis[stem]))
+        ir, vi = (a if a.ndim == 2 else to_gray(a) for a in (ir, vi))
+        h, w = (ir.shape[0] // 8) * 8, (ir.shape[1] // 8) * 8
+        t = [torch.from_numpy(np.ascontiguousarray(a[:h, :w]))[None, None] for a in (ir, vi)]
+        mir, mvi = (read_metric_image(p)[:h, :w] for p in (irs[stem], vis[stem]))
+        outs = {}
+        for k, net in nets.items():
+            out = net(*t)[0, 0].numpy()
+            outs[k] = out
+            out = (out - out.min()) / max(float(out.max() - out.min()), 1e-12)
+            for n, v in compute(quantize_fused(out), mir, mvi, names).items():
+                vals[k][n].append(v)
+        d = np.abs(outs["fp32"] - outs["bf16"])
+        diffs.append(float(d.max()))
+        psnrs.append(float(10 * np.log10(1.0 / max(float((d**2).mean()), 1e-20))))
+    print(f"\nfp32 vs bf16 fast path on {len(stems)} pairs of {root} "
+          f"({'weights ' + args.weights if args.weights else 'seeded random weights'})")
+    print(f"output max abs diff: median {np.median(diffs):.1e}, max {max(diffs):.1e}; PSNR(fp32, bf16) median {np.median(psnrs):.1f} dB\n")
+    print("| metric | fp32 | bf16 | bf16 - fp32 |")
+    print("|---|---:|---:|---:|")
+    for n in names:
+        a, b = np.mean(vals["fp32"][n]), np.mean(vals["bf16"][n])
+        print(f"| {n} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -202,6 +246,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     ap.add_argument("--weights", default=None, help="U-Fuser weights (default: seeded random initialisation)")
     ap.add_argument("--quick", action="store_true", help="480x640 only, 2 rounds x 2 runs")
+    ap.add_argument("--bf16-metrics", metavar="DIR", help="instead: fusion metrics of fp32 vs bf16 over DIR/ir, DIR/vi")
+    ap.add_argument("--limit", type=int, default=None, help="with --bf16-metrics: first N pairs")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--size", help=argparse.SUPPRESS)
@@ -209,6 +255,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         child(args)
+        return
+    if args.bf16_metrics:
+        metrics_effect(args)
         return
     if args.quick:
         args.sizes, args.rounds, args.repeats = "480x640", 2, 2

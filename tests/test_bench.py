@@ -253,6 +253,16 @@ def test_wrong_size_result_is_left_out_with_a_message(tmp_path):
     assert res.tables["d"][0].n == 1 and not res.tables["d"][0].ranked
 
 
+def test_identical_pairs_are_fused_once_and_both_reported(tmp_path):
+    for stem in ("a", "b"):
+        _write(tmp_path / "d" / "ir" / f"{stem}.png", seed=1)
+        _write(tmp_path / "d" / "vi" / f"{stem}.png", seed=2)
+    res = run_bench(BenchConfig(data=[tmp_path / "d"], out=tmp_path / "o", methods=["average"], metrics=["EN"],
+                                jobs=1, isolate=False, html=False, progress=False))
+    assert res.counts == {"fused_new": 1, "fused_cached": 0, "scored_new": 1, "scored_cached": 1}
+    assert res.tables["d"][0].n == 2 and res.tables["d"][0].ranked
+
+
 def test_emma_is_skipped_without_a_shipped_model(monkeypatch):
     import emma_fusion.weights as weights
 
@@ -281,6 +291,9 @@ def test_emma_weights_column_keyed_by_weights(tmp_path):
     assert [s.label for s in one] == ["emma"] and one[0].config_hash == specs[0].config_hash
     with pytest.raises(EmmaError, match="unknown method 'nope'"):
         build_method_specs(["nope"])
+    if not torch.cuda.is_available():
+        with pytest.raises(EmmaError, match="--device cuda: this PyTorch build sees no CUDA device"):
+            build_method_specs(["emma"], weights=[str(w1)], emma_options={"device": "cuda"})
 
     _write(tmp_path / "d" / "ir" / "a.png", seed=1)
     _write(tmp_path / "d" / "vi" / "a.png", seed=2)

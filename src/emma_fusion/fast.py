@@ -40,7 +40,7 @@ from torch import nn
 from .errors import EmmaError
 from .nets.ufuser import RestormerCNNBlock, UFuser
 
-__all__ = ["optimize_for_inference", "FastUFuser", "fold_weights", "fold_qkv", "fold_ffn_in"]
+__all__ = ["optimize_for_inference", "FastUFuser", "FoldedUFuser", "fold_weights", "fold_qkv", "fold_ffn_in"]
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +368,28 @@ class FastUFuser(nn.Module):
             return out.float().contiguous()
 
 
+class FoldedUFuser(nn.Module):
+    """The folded U-Fuser (:func:`fold_weights`) in channels-last, for GPUs and other devices.
+
+    ``dtype`` float16/bfloat16 runs under ``torch.autocast`` (convolutions and matrix products in
+    reduced precision, layer norms and softmax in float32). Call as ``net(ir, vi)`` with
+    (N, 1, H, W) tensors on the model's device; returns float32.
+    """
+
+    multiple = UFuser.multiple
+
+    def __init__(self, model: UFuser, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.net = fold_weights(model).to(memory_format=torch.channels_last)
+        self.dtype = dtype
+
+    def forward(self, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+        dev = next(self.net.parameters()).device
+        ir, vi = (t.to(dev, torch.float32).contiguous(memory_format=torch.channels_last) for t in (ir, vi))
+        with torch.inference_mode(), torch.autocast(dev.type, self.dtype, enabled=self.dtype != torch.float32):
+            return self.net(ir, vi).float().contiguous()
+
+
 def optimize_for_inference(
     model: UFuser,
     *,
@@ -377,22 +399,35 @@ def optimize_for_inference(
 ) -> nn.Module:
     """Return an inference-only module computing the same function as ``model``.
 
+    On the CPU this is a :class:`FastUFuser` (folded weights, oneDNN fused convolutions, padded
+    channels-last activations); on other devices a :class:`FoldedUFuser`.
+
     Args:
-        model: a :class:`UFuser` (its weights are copied; later changes to it are not seen).
-        dtype: ``torch.float32`` (default; max abs difference to ``model`` around 1e-7) or
-            ``torch.bfloat16`` (faster on CPUs with AVX-512 BF16 / AMX; differences around 1e-2).
-        channels_last: keep activations in NHWC memory order (faster with oneDNN on x86).
-        compile: wrap the result in ``torch.compile`` (inductor). Costs minutes of compilation
-            on first call and for each new input size; measured no faster here (docs/INFERENCE.md).
+        model: a :class:`UFuser` (its weights are copied: later changes to it are not seen).
+        dtype: ``torch.float32`` (default; max abs difference to ``model`` around 1e-7),
+            ``torch.bfloat16`` (faster on CPUs with AVX-512 BF16 / AMX; differences around 1e-3),
+            or, off the CPU only, ``torch.float16``.
+        channels_last: on the CPU, use the :class:`FastUFuser` (else only fold the weights and run
+            the plain layers, NCHW).
+        compile: wrap the result in ``torch.compile`` (inductor). Compiling takes minutes on a
+            small CPU, again for each new input size; see docs/INFERENCE.md before using it.
 
     Returns:
         a module ``fast(ir, vi) -> fused`` on (N, 1, H, W) tensors, H and W multiples of 8.
     """
     if not isinstance(model, UFuser):
         raise EmmaError(f"optimize_for_inference expects a UFuser, got {type(model).__name__}")
-    if dtype not in _DTYPES:
-        raise EmmaError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16")
-    fast = FastUFuser(model, dtype=dtype).eval()
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    allowed = _DTYPES if on_cpu else (*_DTYPES, torch.float16)
+    if dtype not in allowed:
+        raise EmmaError(f"unsupported dtype {dtype} here; use one of {', '.join(str(d) for d in allowed)}")
+    if on_cpu and channels_last:
+        fast: nn.Module = FastUFuser(model, dtype=dtype).eval()
+    else:
+        fast = FoldedUFuser(model, dtype=dtype).eval()
+        if not channels_last:
+            fast.net = fast.net.to(memory_format=torch.contiguous_format)
+    log.info("optimized U-Fuser for inference: %s, %s", type(fast).__name__, dtype)
     if compile:
         return torch.compile(fast, dynamic=True)
     return fast

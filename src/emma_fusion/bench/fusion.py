@@ -26,6 +26,7 @@ import os
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,9 @@ def fuse_jobs(
                     key, rec = fut.result()
                     out[key] = rec
                     bar.update()
+            except BrokenProcessPool:
+                raise EmmaError(f"{spec.label}: the fusion worker stopped (could not build the method, or it crashed); "
+                                "run with --no-isolate -v for the details") from None
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -37,7 +37,8 @@ def overview_markdown(res: "BenchResult") -> str:
             else:
                 c = f"{row.mean_rank:.1f} ({row.wins})"
                 cells.append(f"**{c}**" if best[ds] is not None and row.mean_rank == best[ds] else c)
-        lines.append(f"| {spec.label} | " + " | ".join(cells) + " |")
+        if any(cells):
+            lines.append(f"| {spec.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -87,6 +87,12 @@ def _emma_specs(weights: list[str], options: dict, normalize: str) -> tuple[list
     from .. import __version__
     from ..weights import DEFAULT_MODEL, load_model, packaged_models, sha256_file
 
+    device = str(options.get("device", "cpu"))
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EmmaError(f"--device {device}: this PyTorch build sees no CUDA device")
     code = code_hash(_SHARED_CODE + _NETWORK_CODE)
     specs: list[MethodSpec] = []
     if not weights:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING

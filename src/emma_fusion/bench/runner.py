@@ -111,18 +111,19 @@ def _datasets(cfg: BenchConfig) -> list[Dataset]:
 def _fuse_builtins(res: BenchResult, cache: BenchCache, sha: FileHasher) -> None:
     cfg = res.config
     for spec in (s for s in res.methods if s.builtin):
-        jobs, records = [], []
-        keys: dict[str, tuple[str, str]] = {}
+        jobs: list[FuseJob] = []
+        records: list[dict] = []
+        keys: dict[str, list[tuple[str, str]]] = {}  # identical pairs share a key and are fused once
         for ds in res.datasets:
             for p in ds.pairs:
                 key = digest(_FUSE_V, sha(p.ir), sha(p.vi), spec.config_hash)
-                keys[key] = (ds.name, p.stem)
+                keys.setdefault(key, []).append((ds.name, p.stem))
                 info = cache.load_fused_info(key) if cache.fused_png(key).is_file() else None
                 if info is not None and "seconds" in info:
                     records.append(info)
                     res.fused[(ds.name, p.stem, spec.label)] = cache.fused_png(key)
                     res.counts["fused_cached"] += 1
-                else:
+                elif len(keys[key]) == 1:
                     with Image.open(p.ir) as im:
                         pixels = im.width * im.height
                     jobs.append(FuseJob(key, ds.name, p.stem, str(p.ir), str(p.vi), pixels))
@@ -134,8 +135,8 @@ def _fuse_builtins(res: BenchResult, cache: BenchCache, sha: FileHasher) -> None
                 res.errors.append(f"{spec.label}: {rec['error']}")
                 continue
             records.append(rec)
-            ds_name, stem = keys[key]
-            res.fused[(ds_name, stem, spec.label)] = cache.fused_png(key)
+            for ds_name, stem in keys[key]:
+                res.fused[(ds_name, stem, spec.label)] = cache.fused_png(key)
             res.counts["fused_new"] += 1
         res.fuse_records[spec.label] = records
 
@@ -178,7 +179,7 @@ def _score(res: BenchResult, cache: BenchCache, sha: FileHasher) -> None:
         if isinstance(out, dict):
             cache.save_metrics(key, out)
 
-    results = score_jobs(list(jobs.values()), cfg_jobs(res.config), res.config.progress, on_result=save)
+    results = score_jobs(list(jobs.values()), _metric_workers(res.config), res.config.progress, on_result=save)
     failed = {k: v for k, v in results.items() if isinstance(v, str)}
     res.errors.extend(failed.values())
     for item, key in key_of.items():
@@ -189,7 +190,7 @@ def _score(res: BenchResult, cache: BenchCache, sha: FileHasher) -> None:
         res.values[item] = {n: vals.get(n, float("nan")) for n in names}
 
 
-def cfg_jobs(cfg: BenchConfig) -> int:
+def _metric_workers(cfg: BenchConfig) -> int:
     """Metric worker processes: ``--jobs`` or the CPU count."""
     return max(1, cfg.jobs or os.cpu_count() or 1)
 

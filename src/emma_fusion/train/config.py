@@ -97,7 +97,7 @@ class MonitorConfig:
 
     every: int = 100
     crops: int = 8
-    hf_max: float = 1.5
+    hf_max: float = 2.5
     sense_min: float = 0.2
     patience: int = 3
     stop: bool = True

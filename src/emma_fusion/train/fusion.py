@@ -29,7 +29,7 @@ from .config import FusionConfig
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
 from .sensing import GATE_FILE, SENSING_FILES
 
-__all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "FUSER_FILE"]
+__all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "make_sampler", "check_gate", "FUSER_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
                        seed=seed, cache_mb=d.cache_mb)
 
 
-def _sampler(cfg: FusionConfig) -> TransformSampler:
+def make_sampler(cfg: FusionConfig) -> TransformSampler:
+    """The transform sampler described by ``cfg.transforms``."""
     t = cfg.transforms
     return TransformSampler(n_shift=t.n_shift, n_rot=t.n_rot, n_flip=t.n_flip, angles=tuple(t.angles),
                             include_identity=t.include_identity, per_step=t.per_step or None)
@@ -195,7 +196,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
             a.to(rt.device)
     loss = EmmaLoss(fuser, sense and sense["ir"], sense and sense["vi"], a1=cfg.a1, a2=cfg.a2,
                     ablation=cfg.ablation, plain_grad=cfg.plain_grad)
-    objective = FusionObjective(loss, _sampler(cfg), cfg.seed, rt.rank)
+    objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     monitor = None
     if cfg.monitor.every > 0:
