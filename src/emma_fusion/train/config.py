@@ -114,6 +114,7 @@ class _RunFields:
     epochs: float = 100.0
     steps: int = 0
     checkpoint_every: int = 1000
+    max_seconds: float = 0.0
     keep_checkpoints: int = 2
     log_every: int = 1
     progress: bool = True

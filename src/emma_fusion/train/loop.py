@@ -223,6 +223,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     pool = ThreadPoolExecutor(max_workers=1)
     pending = pool.submit(stage.batch_fn, start) if start < total else None
     step = start
+    t_start = time.monotonic()
     try:
         if stage.monitor is not None and start == 0:
             _run_monitor(stage, 0, jlog)
@@ -254,12 +255,28 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
                 _run_monitor(stage, step, jlog)
             if step % cfg.checkpoint_every == 0 and step != total:
                 save(step)
+            if _out_of_time(cfg, rt, t_start):
+                log.warning("%s stopped at step %d: max_seconds=%g reached", stage.name, step, cfg.max_seconds)
+                jlog.write({"type": "time_limit", "step": step, "max_seconds": cfg.max_seconds})
+                break
         save(step)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         jlog.close()
     return step, out
+
+
+def _out_of_time(cfg: StageConfig, rt: Runtime, t_start: float) -> bool:
+    """True once ``cfg.max_seconds`` (0: no limit) have passed; every process agrees."""
+    if cfg.max_seconds <= 0:
+        return False
+    late = time.monotonic() - t_start > cfg.max_seconds
+    if not rt.distributed:
+        return late
+    flag = torch.tensor([float(late)], device=rt.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _run_monitor(stage: Stage, step: int, jlog: JsonlLog) -> None:

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Train the shipped default model: pseudo ground truth, stage 1 (A_i, A_v), stage 2 (U-Fuser).
+#
+# Usage: scripts/train_default.sh DATA_ROOT RUN_DIR [SCALE]
+#   DATA_ROOT holds MSRS/train, RoadScene/train (ir/, vi/) and results/<Peer>/<Dataset>_train/
+#   (other methods' fused training images: IFCNN, SeAFusion). Training splits only.
+#   SCALE=full (GPU, default) or tiny (a CPU dry run of the same pipeline in about a minute).
+# Writes RUN_DIR/{gt,sensing,fusion,fusion_II}; the U-Fuser is RUN_DIR/fusion/ufuser.safetensors.
+set -uo pipefail
+DATA=${1:?data root}; RUN=${2:?run dir}; SCALE=${3:-full}
+EMMA="python3 -m emma_fusion"
+mkdir -p "$RUN"
+if [ "$SCALE" = full ]; then
+  DEV=cuda; AMP=bf16; WIDTH=64; S1_BATCH=32; S2_BATCH=8; CROP=128; S1_SEC=130; S2_SEC=240; GT_METHODS="gff lp tif"
+  S1_LR=3e-4; S2_LR=2e-4; EVERY=200
+else
+  DEV=cpu; AMP=none; WIDTH=8; S1_BATCH=4; S2_BATCH=2; CROP=64; S1_SEC=15; S2_SEC=15; GT_METHODS="lp"
+  S1_LR=1e-3; S2_LR=2e-4; EVERY=20
+fi
+
+# 1. Pseudo ground truth from classical methods, one process per (dataset, method).
+for ds in MSRS RoadScene; do
+  for m in $GT_METHODS; do
+    $EMMA pseudo-gt --ir "$DATA/$ds/train/ir" --vi "$DATA/$ds/train/vi" --methods "$m" --out "$RUN/gt/$ds" --no-progress > "$RUN/gt_${ds}_$m.log" 2>&1 &
+  done
+done
+wait
+fused_list() {  # TOML list of the pseudo-GT folders of dataset $1
+  local ds=$1 items=()
+  for m in $GT_METHODS; do items+=("\"$RUN/gt/$ds/$m\""); done
+  for p in IFCNN SeAFusion; do [ -d "$DATA/results/$p/${ds}_train" ] && items+=("\"$DATA/results/$p/${ds}_train\""); done
+  local IFS=,; echo "[${items[*]}]"
+}
+# MSRS has 12 pairs and RoadScene 171: weight MSRS pairs so each data set is drawn about equally.
+cat > "$RUN/train.toml" <<TOML
+[sensing]
+out = "$RUN/sensing"
+device = "$DEV"
+amp = "$AMP"
+width = $WIDTH
+batch = $S1_BATCH
+steps = 100000
+max_seconds = $S1_SEC
+checkpoint_every = 500
+progress = false
+log_every = 10
+optim = { lr = $S1_LR, lr_step_epochs = 1e9 }
+data = { crop = $CROP, noise_std = 0.05, sets = [
+  { root = "$DATA/MSRS/train", weight = 14.0, fused = $(fused_list MSRS) },
+  { root = "$DATA/RoadScene/train", weight = 1.0, fused = $(fused_list RoadScene) },
+] }
+
+[fusion]
+out = "$RUN/fusion"
+sensing = "$RUN/sensing"
+device = "$DEV"
+amp = "$AMP"
+batch = $S2_BATCH
+steps = 100000
+max_seconds = $S2_SEC
+checkpoint_every = 500
+progress = false
+log_every = 10
+optim = { lr = $S2_LR, lr_step_epochs = 1e9 }
+monitor = { every = $EVERY, crops = 8, stop = false }
+data = { crop = $CROP, sets = [
+  { root = "$DATA/MSRS/train", weight = 14.0 },
+  { root = "$DATA/RoadScene/train", weight = 1.0 },
+] }
+TOML
+
+# 2. Stage 1.
+$EMMA train sensing --config "$RUN/train.toml" > "$RUN/sensing.log" 2>&1 || { echo "stage 1 failed"; tail -5 "$RUN/sensing.log"; }
+tail -n 3 "$RUN/sensing.log"
+# 3. Stage 2: the full EMMA loss, and ablation II (plain l1 loss + equivariance) beside it as a fallback.
+$EMMA train fusion --config "$RUN/train.toml" --skip-gate > "$RUN/fusion.log" 2>&1 &
+$EMMA train fusion --config "$RUN/train.toml" --ablation II --skip-gate --out "$RUN/fusion_II" --seed 1 > "$RUN/fusion_II.log" 2>&1 &
+wait
+tail -n 4 "$RUN/fusion.log" "$RUN/fusion_II.log"
+ls -la "$RUN/fusion" "$RUN/fusion_II" 2>&1 | grep -i safetensors
