@@ -11,7 +11,7 @@ DATA=${1:?data root}; RUN=${2:?run dir}; SCALE=${3:-full}
 EMMA="python3 -m emma_fusion"
 mkdir -p "$RUN"
 if [ "$SCALE" = full ]; then
-  DEV=cuda; AMP=bf16; WIDTH=64; S1_BATCH=32; S2_BATCH=8; CROP=128; S1_SEC=130; S2_SEC=240; GT_METHODS="gff lp tif"
+  DEV=cuda; AMP=bf16; WIDTH=64; S1_BATCH=32; S2_BATCH=8; CROP=128; S1_SEC=${S1_SEC:-130}; S2_SEC=${S2_SEC:-240}; GT_METHODS="gff lp tif"
   S1_LR=3e-4; S2_LR=2e-4; EVERY=200
 else
   DEV=cpu; AMP=none; WIDTH=8; S1_BATCH=4; S2_BATCH=2; CROP=64; S1_SEC=15; S2_SEC=15; GT_METHODS="lp"
