@@ -12,22 +12,25 @@ EMMA="python3 -m emma_fusion"
 mkdir -p "$RUN"
 if [ "$SCALE" = full ]; then
   DEV=cuda; AMP=bf16; WIDTH=64; S1_BATCH=32; S2_BATCH=8; CROP=128; S1_SEC=${S1_SEC:-130}; S2_SEC=${S2_SEC:-240}; GT_METHODS="gff lp tif"
-  S1_LR=3e-4; S2_LR=2e-4; EVERY=200
+  S1_LR=3e-4; S2_LR=2e-4; EVERY=200; S2_TPS=${S2_TPS:-3}
 else
   DEV=cpu; AMP=none; WIDTH=8; S1_BATCH=4; S2_BATCH=2; CROP=64; S1_SEC=15; S2_SEC=15; GT_METHODS="lp"
-  S1_LR=1e-3; S2_LR=2e-4; EVERY=20
+  S1_LR=1e-3; S2_LR=2e-4; EVERY=20; S2_TPS=1
 fi
 
 # 1. Pseudo ground truth from classical methods, one process per (dataset, method).
 for ds in MSRS RoadScene; do
   for m in $GT_METHODS; do
+    [ -d "$DATA/gt/$ds/$m" ] && continue  # made beforehand (same command), reused
     $EMMA pseudo-gt --ir "$DATA/$ds/train/ir" --vi "$DATA/$ds/train/vi" --methods "$m" --out "$RUN/gt/$ds" --no-progress > "$RUN/gt_${ds}_$m.log" 2>&1 &
   done
 done
 wait
 fused_list() {  # TOML list of the pseudo-GT folders of dataset $1
   local ds=$1 items=()
-  for m in $GT_METHODS; do items+=("\"$RUN/gt/$ds/$m\""); done
+  for m in $GT_METHODS; do
+    if [ -d "$DATA/gt/$ds/$m" ]; then items+=("\"$DATA/gt/$ds/$m\""); else items+=("\"$RUN/gt/$ds/$m\""); fi
+  done
   for p in IFCNN SeAFusion; do [ -d "$DATA/results/$p/${ds}_train" ] && items+=("\"$DATA/results/$p/${ds}_train\""); done
   local IFS=,; echo "[${items[*]}]"
 }
@@ -62,6 +65,7 @@ checkpoint_every = 500
 progress = false
 log_every = 10
 optim = { lr = $S2_LR, lr_step_epochs = 1e9 }
+transforms = { per_step = $S2_TPS }
 monitor = { every = $EVERY, crops = 8, stop = false }
 data = { crop = $CROP, sets = [
   { root = "$DATA/MSRS/train", weight = 14.0 },
@@ -72,9 +76,11 @@ TOML
 # 2. Stage 1.
 $EMMA train sensing --config "$RUN/train.toml" > "$RUN/sensing.log" 2>&1 || { echo "stage 1 failed"; tail -5 "$RUN/sensing.log"; }
 tail -n 3 "$RUN/sensing.log"
-# 3. Stage 2: the full EMMA loss, and ablation II (plain l1 loss + equivariance) beside it as a fallback.
+# 3. Stage 2: the full EMMA loss (ABLATION_II=1 also trains ablation II, plain l1 + equivariance, beside it).
 $EMMA train fusion --config "$RUN/train.toml" --skip-gate > "$RUN/fusion.log" 2>&1 &
-$EMMA train fusion --config "$RUN/train.toml" --ablation II --skip-gate --out "$RUN/fusion_II" --seed 1 > "$RUN/fusion_II.log" 2>&1 &
+if [ "${ABLATION_II:-0}" = 1 ]; then
+  $EMMA train fusion --config "$RUN/train.toml" --ablation II --skip-gate --out "$RUN/fusion_II" --seed 1 > "$RUN/fusion_II.log" 2>&1 &
+fi
 wait
-tail -n 4 "$RUN/fusion.log" "$RUN/fusion_II.log"
-ls -la "$RUN/fusion" "$RUN/fusion_II" 2>&1 | grep -i safetensors
+tail -n 4 "$RUN"/fusion*.log
+ls -la "$RUN"/fusion*/ufuser.safetensors

@@ -89,6 +89,7 @@ def setup_runtime(cfg: StageConfig) -> Runtime:
         device = torch.device("cuda", local_rank) if (want == "cuda" and world > 1) else torch.device(want)
         if device.index is not None:
             torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
     elif want == "cpu":
         device = torch.device("cpu")
     else:
