@@ -4,7 +4,9 @@
 # Usage: scripts/train_default.sh DATA_ROOT RUN_DIR [SCALE]
 #   DATA_ROOT holds MSRS/train, RoadScene/train (ir/, vi/) and results/<Peer>/<Dataset>_train/
 #   (other methods' fused training images: IFCNN, SeAFusion). Training splits only.
-#   SCALE=full (GPU, default) or tiny (a CPU dry run of the same pipeline in about a minute).
+#   SCALE=full (GPU, default), cpu (2-core CPU, hours), or tiny (a CPU dry run of the pipeline in a minute or two).
+#   Environment: S1_SEC, S2_SEC (time budget per stage), S2_TPS, S2_LR, INIT (U-Fuser weights to warm-start from),
+#   ABLATION_II=1, SKIP_S1=1 (reuse RUN_DIR/sensing).
 # Writes RUN_DIR/{gt,sensing,fusion,fusion_II}; the U-Fuser is RUN_DIR/fusion/ufuser.safetensors.
 set -uo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; SCALE=${3:-full}
@@ -13,6 +15,9 @@ mkdir -p "$RUN"
 if [ "$SCALE" = full ]; then
   DEV=cuda; AMP=bf16; WIDTH=64; S1_BATCH=32; S2_BATCH=8; CROP=128; S1_SEC=${S1_SEC:-130}; S2_SEC=${S2_SEC:-240}; GT_METHODS="gff lp tif"
   S1_LR=3e-4; S2_LR=2e-4; EVERY=200; S2_TPS=${S2_TPS:-3}
+elif [ "$SCALE" = cpu ]; then  # 2-core CPU; INIT=weights warm-starts the U-Fuser
+  DEV=cpu; AMP=none; WIDTH=16; S1_BATCH=8; S2_BATCH=4; CROP=96; S1_SEC=${S1_SEC:-900}; S2_SEC=${S2_SEC:-3000}; GT_METHODS="gff lp tif"
+  S1_LR=1e-3; S2_LR=${S2_LR:-1e-4}; EVERY=100; S2_TPS=1; NOISE=0.1
 else
   DEV=cpu; AMP=none; WIDTH=8; S1_BATCH=4; S2_BATCH=2; CROP=64; S1_SEC=15; S2_SEC=15; GT_METHODS="lp"
   S1_LR=1e-3; S2_LR=2e-4; EVERY=20; S2_TPS=1
@@ -48,13 +53,14 @@ checkpoint_every = 500
 progress = false
 log_every = 10
 optim = { lr = $S1_LR, lr_step_epochs = 1e9 }
-data = { crop = $CROP, noise_std = 0.05, sets = [
+data = { crop = $CROP, noise_std = ${NOISE:-0.05}, sets = [
   { root = "$DATA/MSRS/train", weight = 14.0, fused = $(fused_list MSRS) },
   { root = "$DATA/RoadScene/train", weight = 1.0, fused = $(fused_list RoadScene) },
 ] }
 
 [fusion]
 out = "$RUN/fusion"
+init_weights = "${INIT:-}"
 sensing = "$RUN/sensing"
 device = "$DEV"
 amp = "$AMP"
@@ -74,7 +80,9 @@ data = { crop = $CROP, sets = [
 TOML
 
 # 2. Stage 1.
-$EMMA train sensing --config "$RUN/train.toml" > "$RUN/sensing.log" 2>&1 || { echo "stage 1 failed"; tail -5 "$RUN/sensing.log"; }
+if [ "${SKIP_S1:-0}" != 1 ]; then
+  $EMMA train sensing --config "$RUN/train.toml" > "$RUN/sensing.log" 2>&1 || { echo "stage 1 failed"; tail -5 "$RUN/sensing.log"; }
+fi
 tail -n 3 "$RUN/sensing.log"
 # 3. Stage 2: the full EMMA loss (ABLATION_II=1 also trains ablation II, plain l1 + equivariance, beside it).
 $EMMA train fusion --config "$RUN/train.toml" --skip-gate > "$RUN/fusion.log" 2>&1 &
