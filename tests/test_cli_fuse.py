@@ -136,3 +136,25 @@ def test_pseudo_colour_source_is_used_for_medical_pairs():
     assert out.ndim == 3 and (out[..., 0] - out[..., 2]).mean() > 0.2
     gray = emma_fusion.fuse(pet, mri, lambda a, b, key=None: (a + b) / 2, color_source="vi")
     assert gray.ndim == 2  # the MRI is gray, so there is no chroma to restore
+
+
+def test_folder_mode_reports_bad_pair_and_fuses_the_rest(tmp_path, weights, capsys):
+    rng = np.random.default_rng(1)
+    for stem, shape_vi in [("good", (20, 30)), ("bad", (21, 30))]:
+        write_image(tmp_path / "ir" / f"{stem}.png", rng.random((20, 30), dtype=np.float32))
+        write_image(tmp_path / "vi" / f"{stem}.png", rng.random(shape_vi, dtype=np.float32))
+    code, stdout, err = run(capsys, "fuse", "--ir", tmp_path / "ir", "--vi", tmp_path / "vi", "--out", tmp_path / "o", "--weights", weights)
+    assert code == 1 and "1 written" in stdout and "1 failed" in stdout
+    assert "bad" in err and "sizes differ" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good.png"]
+
+
+def test_precision_and_backend_options(tmp_path, pair, weights, capsys):
+    ir, vi = pair
+    ref = emma_fusion.fuse(ir, vi, method="emma", weights=str(weights), color="gray", normalize="clip", fast=False)
+    fast = emma_fusion.fuse(ir, vi, method="emma", weights=str(weights), color="gray", normalize="clip")
+    assert np.abs(fast - ref).max() < 1e-5
+    bf16 = emma_fusion.fuse(ir, vi, method="emma", weights=str(weights), color="gray", normalize="clip", precision="bf16")
+    assert np.abs(bf16 - ref).max() < 2e-2
+    code, _, err = run(capsys, "fuse", ir, vi, "-o", tmp_path / "x.png", "--weights", weights, "--backend", "tensorflow")
+    assert code == 2 and "unknown backend" in err

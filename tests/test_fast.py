@@ -42,6 +42,15 @@ def _fill(net: UFuser, scale_attention: float = 1.0) -> UFuser:
     return net.eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small images gain nothing from threads, and OpenMP barriers stall on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model() -> UFuser:
     return _fill(UFuser(), scale_attention=4.0)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -166,12 +168,15 @@ def fuse_folder(
     suffix: str = ".png",
     bits: int = 8,
     progress: bool = True,
+    prefetch: int = 2,
     **kwargs,
 ) -> FolderReport:
     """Fuse every pair (same stem in ``ir_dir`` and ``vi_dir``) into ``out_dir/<stem><suffix>``.
 
     Existing outputs are kept unless ``overwrite``; every file is written atomically. A pair that
     fails (unreadable, sizes differ) is recorded in ``report.failed`` and the others go on.
+    Decoding of the next ``prefetch`` pairs and encoding of finished ones run in worker threads,
+    overlapping with the method's compute.
     """
     pairs, unpaired = pair_folders(ir_dir, vi_dir)
     if not pairs:
@@ -179,16 +184,37 @@ def fuse_folder(
     report = FolderReport(unpaired=unpaired)
     for name in unpaired:
         log.warning("no partner for %s", name)
-    opts = {k: kwargs.pop(k) for k in ("method", "weights", "device", "tile", "overlap", "threads") if k in kwargs}
+    opts = {k: kwargs.pop(k) for k in ("method", "weights", "device", "tile", "overlap", "threads", "precision", "backend") if k in kwargs}
     fm = resolve_method(model, opts.pop("method", "emma"), **opts)
-    for stem, ir, vi in tqdm(pairs, desc="fusing", unit="pair", disable=not progress):
+    todo = []
+    for stem, ir, vi in pairs:
         out = Path(out_dir) / f"{stem}{suffix}"
         if out.exists() and not overwrite:
             report.skipped.append(out)
-            continue
-        try:
-            report.written.append(fuse_files(ir, vi, out, bits=bits, model=fm, **kwargs))
-        except EmmaError as e:
-            report.failed[stem] = str(e)
-            log.error("%s: %s", stem, e)
+        else:
+            todo.append((stem, ir, vi, out))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loads = deque(pool.submit(_load_pair, ir, vi) for _, ir, vi, _ in todo[:prefetch])
+        writes: list[tuple[str, Future]] = []
+        for i, (stem, _, _, out) in enumerate(tqdm(todo, desc="fusing", unit="pair", disable=not progress)):
+            arrays = loads.popleft()
+            if i + prefetch < len(todo):
+                _, ir, vi, _ = todo[i + prefetch]
+                loads.append(pool.submit(_load_pair, ir, vi))
+            try:
+                fused = fuse(*arrays.result(), model=fm, key=stem, **kwargs)
+            except EmmaError as e:
+                report.failed[stem] = str(e)
+                log.error("%s: %s", stem, e)
+                continue
+            writes.append((stem, pool.submit(write_image, out, fused, bits)))
+        for stem, w in writes:
+            try:
+                report.written.append(w.result())
+            except (EmmaError, OSError) as e:
+                report.failed[stem] = str(e)
     return report
+
+
+def _load_pair(ir: Path, vi: Path) -> tuple[np.ndarray, np.ndarray]:
+    return to_array(ir), to_array(vi)

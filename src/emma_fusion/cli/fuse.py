@@ -44,6 +44,8 @@ def fuse_command(
     tile: int = typer.Option(1024, "--tile", help="Tile side for large images (0: never tile)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
     bits: int = typer.Option(8, "--bits", help="Output bit depth: 8 or 16 (16: gray PNG/TIFF)."),
+    precision: str = typer.Option("fp32", "--precision", help="Network arithmetic: fp32, bf16 (faster CPUs with AVX-512 BF16), fp16 (GPU)."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime (pip install 'emma-fusion[onnx]')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in folder mode."),
 ) -> None:
     """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
@@ -54,7 +56,7 @@ def fuse_command(
     opts = dict(color=color.value, color_source=color_source.value, normalize=normalize.value, bits=bits)
     mopts = dict(method=method, device=device)
     if method == "emma":
-        mopts.update(weights=weights, tile=tile, threads=threads)
+        mopts.update(weights=weights, tile=tile, threads=threads, precision=precision, backend=backend)
     elif weights:
         raise EmmaError("--weights only applies to --method emma")
     if ir_dir or vi_dir or (ir and ir.is_dir()):

@@ -94,8 +94,8 @@ class MonitorConfig:
     ``sense_ratio``: MSE(A(f), source) over MSE(A(avg), source), avg = (i + v) / 2 an ordinary
     fused image, for A_i and A_v; below ``sense_min`` f encodes a source in a form only A decodes.
     ``patience`` consecutive violations stop the run when ``stop`` is true (otherwise warn).
-    The defaults are calibrated in docs/TRAINING.md (striped runs: hf_ratio 3.0-5.7 and
-    sense_ratio_ir 0.28-0.40; clean runs: hf_ratio 0.3-0.5 and sense ratios 0.64-1.0).
+    The defaults are calibrated in docs/TRAINING.md (a striped run: hf_ratio 1.7-7.3, sense ratios
+    down to 0.28; clean runs: hf_ratio 0.15-0.5, sense ratios 0.57-1.3).
     """
 
     every: int = 100

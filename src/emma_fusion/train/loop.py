@@ -111,7 +111,8 @@ def rank_indices(step: int, batch: int, rank: int, world: int) -> list[int]:
 
 
 class JsonlLog:
-    """Append-only JSON-lines log (rank 0); on resume, records after the resumed step are dropped."""
+    """JSON-lines log (rank 0). A fresh run (``resume_step`` None) starts an empty file; a resumed
+    run keeps the records up to ``resume_step`` and appends."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
         self.path, self.enabled = path, enabled
@@ -125,7 +126,7 @@ class JsonlLog:
                 if rec.get("step", 0) <= resume_step:
                     kept.append(line)
             path.write_text("".join(k + "\n" for k in kept))
-        self._fh = path.open("a") if enabled else None
+        self._fh = path.open("a" if resume_step is not None else "w") if enabled else None
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is not None:
@@ -205,7 +206,9 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     objective = stage.objective
     if rt.distributed:
         objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[rt.device.index] if rt.device.type == "cuda" else None, broadcast_buffers=stage.broadcast_buffers,
+            objective,
+            device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+            broadcast_buffers=stage.broadcast_buffers,
         )
     jlog = JsonlLog(out / "log.jsonl", rt.main, start if ckpt_dir is not None else None)
     if rt.main and start == 0:
