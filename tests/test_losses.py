@@ -132,7 +132,7 @@ def test_bad_ablation_and_missing_nets():
 def test_real_networks_grads_are_finite_and_reach_only_the_fuser():
     torch.manual_seed(0)
     loss = EmmaLoss(UFuser(), SensingUNet(4), SensingUNet(4))
-    i, v = _rand(1, 1, 32, 32, seed=11), _rand(1, 1, 32, 32, seed=12)
+    i, v = _rand(1, 1, 16, 16, seed=11), _rand(1, 1, 16, 16, seed=12)
     out = loss(i, v, [Identity(), Shift(3, -5)])
     out.total.backward()
     grads = [p.grad for p in loss.fuser.parameters() if p.grad is not None]

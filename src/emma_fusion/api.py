@@ -197,8 +197,8 @@ def fuse_folder(
         loads = deque(pool.submit(_load_pair, ir, vi) for _, ir, vi, _ in todo[:prefetch])
         writes: list[tuple[str, Future]] = []
         for i, (stem, _, _, out) in enumerate(tqdm(todo, desc="fusing", unit="pair", disable=not progress)):
-            arrays = loads.popleft()
-            if i + prefetch < len(todo):
+            arrays = loads.popleft() if loads else pool.submit(_load_pair, *todo[i][1:3])
+            if prefetch and i + prefetch < len(todo):
                 _, ir, vi, _ = todo[i + prefetch]
                 loads.append(pool.submit(_load_pair, ir, vi))
             try:
@@ -208,6 +208,8 @@ def fuse_folder(
                 log.error("%s: %s", stem, e)
                 continue
             writes.append((stem, pool.submit(write_image, out, fused, bits)))
+            if not prefetch:  # strictly sequential
+                writes[-1][1].result()
         for stem, w in writes:
             try:
                 report.written.append(w.result())
