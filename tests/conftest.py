@@ -11,7 +11,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMMA_SHARED", ROOT.parent / "shared"))
 
-torch.set_num_threads(int(os.environ.get("EMMA_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("EMMA_TEST_THREADS", "1")))
 
 
 def shared_path(*parts: str) -> Path:
