@@ -348,3 +348,37 @@ def test_smoke_both_stages_on_real_pairs(tmp_path):
         main(["fuse", str(test_ir), str(vi), "-o", str(out), "--weights", str(weights), "--threads", "1"])
     assert e.value.code in (0, None) and out.is_file()
     assert np.asarray(Image.open(out)).std() > 1
+
+
+def test_validation_folder_is_scored_in_the_log(tmp_path):
+    """monitor.val_dir: whole validation pairs are fused and scored with metrics, logged per run."""
+    import json
+
+    from emma_fusion.train import load_config, train_fusion
+    from emma_fusion.io import write_image
+
+    rng = np.random.default_rng(0)
+    for d in ("train", "val"):
+        for k in range(3):
+            base = rng.random((48, 56), dtype=np.float32)
+            write_image(tmp_path / d / "ir" / f"p{k}.png", np.clip(base + 0.3 * rng.random((48, 56), dtype=np.float32), 0, 1))
+            write_image(tmp_path / d / "vi" / f"p{k}.png", np.clip(base * 0.7 + 0.1, 0, 1))
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text(f"""
+preset = "cpu"
+[fusion]
+out = "{tmp_path / 'run'}"
+ablation = "III"
+batch = 2
+steps = 4
+checkpoint_every = 100
+progress = false
+threads = 1
+monitor = {{ every = 2, crops = 2, val_dir = "{tmp_path / 'val'}", val_pairs = 2, val_every = 2, val_metrics = ["EN", "VIF"] }}
+data = {{ crop = 32, min_contrast = 0.0, sets = [{{ root = "{tmp_path / 'train'}" }}] }}
+""")
+    train_fusion(load_config("fusion", cfg_file))
+    recs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    vals = [r["validation"] for r in recs if "validation" in r]
+    assert len(vals) == 3  # steps 0, 2 and 4
+    assert set(vals[0]) == {"EN", "VIF"} and all(np.isfinite(v["EN"]) and v["EN"] > 0 for v in vals)

@@ -104,6 +104,10 @@ class MonitorConfig:
     sense_min: float = 0.45
     patience: int = 3
     stop: bool = True
+    val_dir: str = ""
+    val_pairs: int = 4
+    val_every: int = 0
+    val_metrics: list[str] = field(default_factory=lambda: ["EN", "SF", "VIF", "Qabf", "SSIM"])
 
 
 @dataclass

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -70,10 +71,12 @@ class ArtefactMonitor:
     """
 
     def __init__(self, cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] | None,
-                 batch: dict[str, torch.Tensor], rt: Runtime) -> None:
+                 batch: dict[str, torch.Tensor], rt: Runtime, steps_per_epoch: int = 1000) -> None:
         self.cfg, self.fuser, self.sense, self.rt = cfg.monitor, fuser, sense, rt
         self.batch = {k: v.to(rt.device) for k, v in batch.items()}
         self.streak = 0
+        self.val_pairs = _validation_pairs(self.cfg.val_dir, self.cfg.val_pairs)
+        self.val_every = self.cfg.val_every or steps_per_epoch
         self.reference: dict[str, float] = {}
         if sense:
             avg = (self.batch["ir"] + self.batch["vi"]) / 2
@@ -102,13 +105,38 @@ class ArtefactMonitor:
                 bad.append(f"A_{m}(f) error ratio {r:.3f} < {self.cfg.sense_min}")
         return bad
 
+    def validate(self) -> dict[str, float]:
+        """Mean metrics of the current U-Fuser on the validation pairs (empty without ``val_dir``)."""
+        if not self.val_pairs:
+            return {}
+        from ..api import normalize_output
+        from ..inference import NetworkRunner
+        from ..metrics import compute, quantize_fused
+
+        runner = NetworkRunner(self.fuser, device=self.rt.device)
+        totals: dict[str, list[float]] = {}
+        for ir, vi in self.val_pairs:
+            t = lambda a: torch.from_numpy(a / 255.0).float()[None, None]  # noqa: E731
+            with self.rt.autocast():
+                f = runner(t(ir), t(vi))[0, 0].float().numpy()
+            scores = compute(quantize_fused(normalize_output(f)), ir, vi, list(self.cfg.val_metrics))
+            for k, v in scores.items():
+                totals.setdefault(k, []).append(v)
+        return {k: float(np.nanmean(v)) for k, v in totals.items()}
+
     def __call__(self, step: int) -> dict[str, Any] | None:
+        val = None
+        if self.val_pairs and step % self.val_every == 0 and self.rt.main:
+            val = self.validate()
+            log.info("step %d: validation %s", step, val)
         if self.cfg.every <= 0 or step % self.cfg.every:
-            return None
+            return {"validation": val} if val else None
         rec: dict[str, Any] | None = None
         stop = torch.zeros(1, device=self.rt.device)
         if self.rt.main:
             rec = self.measure()
+            if val:
+                rec["validation"] = val
             bad = self._violations(rec)
             self.streak = self.streak + 1 if bad else 0
             rec["violations"] = bad
@@ -125,6 +153,19 @@ class ArtefactMonitor:
                 "lower the learning rate, warm-start from a plain-loss model, or set monitor.stop = false"
             )
         return rec
+
+
+def _validation_pairs(folder: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` pairs of ``folder/ir`` + ``folder/vi``, read in the metrics' convention."""
+    if not folder or n <= 0:
+        return []
+    from ..api import pair_folders
+    from ..metrics import read_metric_image
+
+    pairs, _ = pair_folders(Path(folder) / "ir", Path(folder) / "vi")
+    if not pairs:
+        raise EmmaError(f"no validation pairs in {folder}/ir and {folder}/vi")
+    return [(read_metric_image(i), read_metric_image(v)) for _, i, v in pairs[:n]]
 
 
 def _sensing_paths(cfg: FusionConfig) -> tuple[Path, Path, Path | None]:
@@ -201,7 +242,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     monitor = None
     if cfg.monitor.every > 0:
         probe = _build_data(cfg, cfg.seed + 1)  # a different crop stream than training
-        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt)
+        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe)
     fuser.to(rt.device)
     log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
              cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if loss.uses_transforms else 0)
