@@ -42,7 +42,7 @@ def deterministic_fill(net: torch.nn.Module) -> None:
 def test_state_dict_matches_manifest(name, factory):
     manifest = json.loads(shared_path("reference", "parity", "state_dict_manifest.json").read_text())
     ours = [(k, list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in factory().state_dict().items()]
-    assert ours == [tuple(e) if False else (e[0], e[1], e[2]) for e in manifest[name]]
+    assert ours == [(k, shape, dtype) for k, shape, dtype in manifest[name]]
 
 
 def test_sensing_width_keeps_key_names():

@@ -48,7 +48,7 @@ def test_pth_with_code_is_refused(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
-    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"w": Evil()}))
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"w": Evil()}, protocol=2))
     with pytest.raises(EmmaError, match="cannot read weights"):
         load_state(tmp_path / "evil.pth")
 
@@ -72,3 +72,13 @@ def test_packaged_models_have_valid_hashes():
     for name, entry in models.items():
         path = resources.files("emma_fusion") / "models" / entry["file"]
         assert sha256_file(str(path)) == entry["sha256"], name
+
+
+def test_corrupt_packaged_model_is_refused(monkeypatch):
+    models = packaged_models()
+    if not models:
+        pytest.skip("no shipped model in this checkout")
+    name, entry = next(iter(models.items()))
+    monkeypatch.setattr("emma_fusion.weights.packaged_models", lambda: {name: {**entry, "sha256": "0" * 64}})
+    with pytest.raises(EmmaError, match="corrupt"):
+        load_model(name)
