@@ -65,6 +65,7 @@ def sensing_command(
     seed: Optional[int] = typer.Option(None, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: torch's default)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop (and save) after this many seconds of training."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Stage 1: train the pseudo-sensing nets A_i and A_v on fused pseudo ground truth."""
@@ -72,7 +73,8 @@ def sensing_command(
 
     overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
                  "data.crop": crop, "width": width, "data.noise_std": noise_std, "seed": seed, "threads": threads,
-                 "checkpoint_every": checkpoint_every, "progress": False if no_progress else None}
+                 "checkpoint_every": checkpoint_every, "max_seconds": max_seconds,
+                 "progress": False if no_progress else None}
     cfg = _resolve_config("sensing", config, preset, out, resume, overrides, data, fused)
     run = train_sensing(cfg, resume=resume)
     gate = json.loads((run / "gate.json").read_text())
@@ -105,6 +107,7 @@ def fusion_command(
     seed: Optional[int] = typer.Option(None, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: torch's default)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop (and save) after this many seconds of training."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
     """Stage 2: train the U-Fuser with frozen A_i, A_v and the equivariant loss (Eq. 6)."""
@@ -112,7 +115,7 @@ def fusion_command(
 
     overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
                  "data.crop": crop, "transforms.per_step": per_step, "seed": seed, "threads": threads,
-                 "checkpoint_every": checkpoint_every, "ablation": ablation,
+                 "checkpoint_every": checkpoint_every, "max_seconds": max_seconds, "ablation": ablation,
                  "sensing": str(sensing) if sensing else None,
                  "init_weights": str(init_weights) if init_weights else None,
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None}
