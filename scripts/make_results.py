@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--limit", type=int, default=None, help="first N pairs per dataset (a quick look)")
+    ap.add_argument("--append", type=Path, default=ROOT / "docs" / "RESULTS_DIAGNOSIS.md",
+                    help="Markdown appended to the report (the written diagnosis); skipped if missing")
     ap.add_argument("--figures", action="store_true",
                     help="also write crop panels beside --doc (they are cut from the data's images: keep them out of git)")
     args = ap.parse_args(argv)
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     label = "emma" if len(args.weights) <= 1 else next(s.label for s in res.methods if s.label.startswith("emma"))
     figures = args.doc.parent / f"{args.doc.stem}_files" if args.figures else None
     text = bench_markdown(res, figures_dir=figures, extra=targets_markdown(res, label))
+    if args.append and args.append.is_file():
+        text = text.rstrip() + "\n\n" + args.append.read_text(encoding="utf-8")
     atomic_write(args.doc, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     for k, v in res.skipped.items():
         print(f"warning: {k} {v}", file=sys.stderr)
