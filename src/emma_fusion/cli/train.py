@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ..errors import EmmaError
 
 _HELP_DATA = "Data set: a folder with ir/ and vi/ (repeatable); append @W for a per-pair sampling weight."
+
+# Options shared by both stages.
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper or cpu (default: the file's, else paper).")]
+DataOpt = Annotated[list[str], typer.Option("--data", help=_HELP_DATA)]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+AmpOpt = Annotated[Optional[str], typer.Option("--amp", help="Mixed precision: none or bf16.")]
+StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Total steps (overrides epochs).")]
+EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Epochs (used when steps is 0).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Crops per step and process.")]
+LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")]
+CropOpt = Annotated[Optional[int], typer.Option("--crop", help="Crop side (multiple of 16).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: torch's default).")]
+CheckpointEveryOpt = Annotated[Optional[int], typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
+MaxSecondsOpt = Annotated[Optional[float], typer.Option("--max-seconds", help="Stop (and save) after this many seconds of training.")]
+NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 
 
 def _parse_sets(data: list[str], fused: list[str]) -> list[Any]:
@@ -49,24 +66,24 @@ def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], o
 def sensing_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, A_ir/A_vi weights)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with a \\[sensing] table."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Base preset: paper or cpu (default: the file's, else paper)."),
-    data: list[str] = typer.Option([], "--data", help=_HELP_DATA),
+    preset: PresetOpt = None,
+    data: DataOpt = [],
     fused: list[str] = typer.Option([], "--fused", help="Folder of fused pseudo-ground-truth images <stem>.png (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: none or bf16."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (overrides epochs)."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs (used when steps is 0)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Crops per step and process."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Crop side (multiple of 16)."),
+    resume: ResumeOpt = False,
+    device: DeviceOpt = None,
+    amp: AmpOpt = None,
+    steps: StepsOpt = None,
+    epochs: EpochsOpt = None,
+    batch: BatchOpt = None,
+    lr: LrOpt = None,
+    crop: CropOpt = None,
     width: Optional[int] = typer.Option(None, "--width", help="A's first-level channels (paper: 64)."),
     noise_std: Optional[float] = typer.Option(None, "--noise-std", help="Noise-robust A: max std of noise added to the fused input."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: torch's default)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop (and save) after this many seconds of training."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    seed: SeedOpt = None,
+    threads: ThreadsOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Stage 1: train the pseudo-sensing nets A_i and A_v on fused pseudo ground truth."""
     from ..train import train_sensing
@@ -89,26 +106,26 @@ def sensing_command(
 def fusion_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, ufuser weights)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with a \\[fusion] table."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Base preset: paper or cpu (default: the file's, else paper)."),
-    data: list[str] = typer.Option([], "--data", help=_HELP_DATA),
+    preset: PresetOpt = None,
+    data: DataOpt = [],
     sensing: Optional[Path] = typer.Option(None, "--sensing", help="Stage-1 run folder (A_ir/A_vi weights and gate.json)."),
     ablation: Optional[str] = typer.Option(None, "--ablation", help="full, I, II, III or IV (paper's Table 2)."),
     init_weights: Optional[Path] = typer.Option(None, "--init-weights", help="Warm-start the U-Fuser from these weights."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    amp: Optional[str] = typer.Option(None, "--amp", help="Mixed precision: none or bf16."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Total steps (overrides epochs)."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="Epochs (used when steps is 0)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Crops per step and process."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Crop side (multiple of 16)."),
+    resume: ResumeOpt = False,
+    device: DeviceOpt = None,
+    amp: AmpOpt = None,
+    steps: StepsOpt = None,
+    epochs: EpochsOpt = None,
+    batch: BatchOpt = None,
+    lr: LrOpt = None,
+    crop: CropOpt = None,
     per_step: Optional[int] = typer.Option(None, "--transforms-per-step", help="Transforms drawn per step (0: the whole stack)."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (0: torch's default)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop (and save) after this many seconds of training."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    seed: SeedOpt = None,
+    threads: ThreadsOpt = None,
+    checkpoint_every: CheckpointEveryOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Stage 2: train the U-Fuser with frozen A_i, A_v and the equivariant loss (Eq. 6)."""
     from ..train import train_fusion
