@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import EmmaError
-from .io import ImageLike, is_pseudo_color, list_images, rgb_to_ycbcr, to_array, to_gray, write_image, ycbcr_to_rgb
+from .io import ImageLike, is_pseudo_color, pair_by_stem, rgb_to_ycbcr, to_array, write_image, ycbcr_to_rgb
 from .methods.base import FusionMethod, get_method
 
 __all__ = ["fuse", "fuse_files", "fuse_folder", "resolve_method", "FolderReport", "normalize_output"]
@@ -114,22 +114,27 @@ def fuse(
     Returns:
         float32 array in [0, 1]: (H, W), or (H, W, 3) RGB when a colour source is used.
     """
+    if color not in ("ycbcr", "gray"):
+        raise EmmaError(f"unknown colour mode {color!r}; use ycbcr or gray")
+    if normalize not in ("minmax", "clip"):
+        raise EmmaError(f"unknown normalisation {normalize!r}; use minmax or clip")
     ir_a, vi_a = to_array(ir), to_array(vi)
     if ir_a.shape[:2] != vi_a.shape[:2]:
         raise EmmaError(f"image sizes differ: infrared {ir_a.shape[1]}x{ir_a.shape[0]}, visible {vi_a.shape[1]}x{vi_a.shape[0]}")
+    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
+    # Each colour input is converted to YCbCr once: its Y is fused, the source's Cb/Cr come back.
+    ir_ycc, vi_ycc = (rgb_to_ycbcr(a) if a.ndim == 3 else None for a in (ir_a, vi_a))
+    luma = [a if ycc is None else ycc[..., 0] for a, ycc in ((ir_a, ir_ycc), (vi_a, vi_ycc))]
     fm = resolve_method(model, method, **options)
     with torch.inference_mode():
-        out = fm(_as_tensor(to_gray(ir_a)), _as_tensor(to_gray(vi_a)), key=key)
+        out = fm(_as_tensor(luma[0]), _as_tensor(luma[1]), key=key)
     fused = out[0, 0].float().cpu().numpy()
     if not np.all(np.isfinite(fused)):
         raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
     fused = normalize_output(fused, normalize)
-    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
-    if color not in ("ycbcr", "gray"):
-        raise EmmaError(f"unknown colour mode {color!r}; use ycbcr or gray")
     if src is None:
         return fused
-    ycc = rgb_to_ycbcr(src)
+    ycc = ir_ycc if src is ir_a else vi_ycc
     ycc[..., 0] = fused
     return ycbcr_to_rgb(ycc)
 
@@ -150,12 +155,7 @@ class FolderReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def pair_folders(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    """Pair the images of two folders by file stem: ([(stem, ir, vi)], [unpaired file names])."""
-    irs, vis = list_images(ir_dir), list_images(vi_dir)
-    pairs = [(s, irs[s], vis[s]) for s in sorted(irs.keys() & vis.keys())]
-    unpaired = [str(irs[s]) for s in sorted(irs.keys() - vis.keys())] + [str(vis[s]) for s in sorted(vis.keys() - irs.keys())]
-    return pairs, unpaired
+pair_folders = pair_by_stem  # pairing by file stem, as every folder command does
 
 
 def fuse_folder(

@@ -27,6 +27,7 @@ __all__ = [
     "write_image",
     "atomic_write",
     "list_images",
+    "pair_by_stem",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -187,3 +188,13 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
             out.setdefault(p.stem, p)
     return out
+
+
+def pair_by_stem(
+    ir_dir: str | os.PathLike, vi_dir: str | os.PathLike
+) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """Pair the images of two folders by file stem: ``([(stem, ir, vi)], [unpaired files])``, sorted."""
+    irs, vis = list_images(ir_dir), list_images(vi_dir)
+    pairs = [(s, irs[s], vis[s]) for s in sorted(irs.keys() & vis.keys())]
+    unpaired = [str(irs[s]) for s in sorted(irs.keys() - vis.keys())] + [str(vis[s]) for s in sorted(vis.keys() - irs.keys())]
+    return pairs, unpaired

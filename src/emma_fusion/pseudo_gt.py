@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import EmmaError
-from .io import atomic_write, list_images, read_image, to_gray, write_image
+from .io import atomic_write, pair_by_stem, read_image, to_gray, write_image
 from .methods.base import FusionMethod, get_method
 from .methods.folder import ResultsFolder
 
@@ -94,13 +94,6 @@ def parse_results_spec(spec: str | os.PathLike | tuple[str, str | os.PathLike]) 
     if not _SAFE_NAME.match(name):
         raise EmmaError(f"bad source name {name!r}: use letters, digits, '.', '_', '+', '-' (NAME=DIR)")
     return name, folder
-
-
-def _pair(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    irs, vis = list_images(ir_dir), list_images(vi_dir)
-    pairs = [(s, irs[s], vis[s]) for s in sorted(irs.keys() & vis.keys())]
-    unpaired = sorted(str(irs[s]) for s in irs.keys() - vis.keys()) + sorted(str(vis[s]) for s in vis.keys() - irs.keys())
-    return pairs, unpaired
 
 
 def _build_sources(
@@ -181,7 +174,7 @@ def make_pseudo_gt(
             result) whose sizes differ, unreadable images.
     """
     out = Path(out_dir)
-    pairs, unpaired = _pair(ir_dir, vi_dir)
+    pairs, unpaired = pair_by_stem(ir_dir, vi_dir)
     if not pairs:
         raise EmmaError(f"no image pairs with matching names in {ir_dir} and {vi_dir}")
     for name in unpaired:

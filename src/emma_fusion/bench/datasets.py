@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EmmaError
-from ..io import list_images
+from ..io import pair_by_stem
 
 __all__ = ["Pair", "Dataset", "SPLIT_NAMES", "ROLE_FOLDERS", "detect_dataset", "discover_datasets", "dataset_name"]
 
@@ -129,12 +129,8 @@ def detect_dataset(folder: str | os.PathLike, parts: list[str] | None = None) ->
     if parts is None:
         parts = [folder.parent.name, folder.name] if folder.name.lower() in SPLIT_NAMES else [folder.name]
     name, split = dataset_name(parts)
-    irs, vis = list_images(ir_dir), list_images(vi_dir)
-    pairs = tuple(Pair(s, irs[s], vis[s]) for s in sorted(irs.keys() & vis.keys()))
-    unpaired = tuple(str(irs[s]) for s in sorted(irs.keys() - vis.keys())) + tuple(
-        str(vis[s]) for s in sorted(vis.keys() - irs.keys())
-    )
-    return Dataset(name, folder, kind, split, pairs, unpaired)
+    stem_pairs, unpaired = pair_by_stem(ir_dir, vi_dir)
+    return Dataset(name, folder, kind, split, tuple(Pair(*p) for p in stem_pairs), tuple(unpaired))
 
 
 def discover_datasets(
