@@ -100,10 +100,14 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
         except (SafetensorError, OSError, ValueError) as e:
             raise EmmaError(f"cannot read weights {p}: {e}") from None
         return _strip_prefix(state), meta
+    if p.suffix not in (".pth", ".pt", ".ckpt", ".bin"):
+        raise EmmaError(f"cannot read weights {p}: expected a .safetensors or PyTorch .pth/.pt file")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt or unsafe files
-        raise EmmaError(f"cannot read weights {p}: {str(e).splitlines()[0]}") from None
+    except Exception:  # torch raises many types for corrupt or unsafe files
+        raise EmmaError(
+            f"cannot read weights {p}: not a PyTorch tensor file, or one that needs code to load (refused)"
+        ) from None
     for key in ("model", "state_dict", "net"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
