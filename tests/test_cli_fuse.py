@@ -158,3 +158,21 @@ def test_precision_and_backend_options(tmp_path, pair, weights, capsys):
     assert np.abs(bf16 - ref).max() < 2e-2
     code, _, err = run(capsys, "fuse", ir, vi, "-o", tmp_path / "x.png", "--weights", weights, "--backend", "tensorflow")
     assert code == 2 and "unknown backend" in err
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_folder_streams_give_the_same_files_and_restore_threads(tmp_path, weights, streams):
+    """Pairs in flight at once (each with a share of the threads) change nothing in the outputs."""
+    rng = np.random.default_rng(2)
+    for k in range(4):
+        write_image(tmp_path / "ir" / f"{k}.png", rng.random((24 + k, 40), dtype=np.float32))
+        write_image(tmp_path / "vi" / f"{k}.png", rng.random((24 + k, 40, 3), dtype=np.float32))
+    threads = torch.get_num_threads()
+    model = load_model(weights)
+    ref = emma_fusion.fuse_folder(tmp_path / "ir", tmp_path / "vi", tmp_path / "seq", model, progress=False, streams=1)
+    rep = emma_fusion.fuse_folder(tmp_path / "ir", tmp_path / "vi", tmp_path / "par", model, progress=False, streams=streams)
+    assert torch.get_num_threads() == threads
+    assert [p.name for p in rep.written] == [p.name for p in ref.written] == [f"{k}.png" for k in range(4)]
+    for a, b in zip(ref.written, rep.written):
+        diff = np.abs(read_image(a) * 255 - read_image(b) * 255).max()
+        assert diff <= 1  # 8-bit rounding of values equal to ~1e-7

