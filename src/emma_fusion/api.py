@@ -210,7 +210,9 @@ def fuse_folder(
     encode, write) with ``torch.get_num_threads() // streams`` intra-op threads, so one stream's
     decoding and encoding run while the other computes. Default: ``min(2, torch threads)``;
     ``streams=1`` runs the pairs one after another with all threads. Outputs are the same
-    either way (to float32 rounding of the thread count, ~1e-7).
+    either way (to float32 rounding of the thread count, ~1e-7). The method is called from
+    ``streams`` threads at once; use ``streams=1`` for a custom method that is not thread-safe
+    (the built-in ones are).
     ``color``, ``color_source``, ``normalize`` are as in :func:`fuse`; ``**options`` go to the
     method (``method``, ``weights``, ``device``, ``tile``, ``threads``, ``precision``...).
     """
