@@ -176,3 +176,18 @@ def test_folder_streams_give_the_same_files_and_restore_threads(tmp_path, weight
     for a, b in zip(ref.written, rep.written):
         diff = np.abs(read_image(a) * 255 - read_image(b) * 255).max()
         assert diff <= 1  # 8-bit rounding of values equal to ~1e-7
+
+
+@pytest.mark.parametrize("method", ["gff", "dwt"])
+def test_folder_streams_with_classical_methods(tmp_path, method):
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        write_image(tmp_path / "ir" / f"{k}.png", rng.random((30, 41), dtype=np.float32))
+        write_image(tmp_path / "vi" / f"{k}.png", rng.random((30, 41), dtype=np.float32))
+    outs = []
+    for streams in (1, 2):
+        rep = emma_fusion.fuse_folder(tmp_path / "ir", tmp_path / "vi", tmp_path / f"s{streams}", method=method, progress=False, streams=streams)
+        outs.append([read_image(p) for p in rep.written])
+    assert len(outs[0]) == 3
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
