@@ -21,12 +21,12 @@ import argparse
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from emma_fusion.api import fuse_folder, pair_folders
+from emma_fusion.inference import thread_streams
 from emma_fusion.io import read_image, to_gray
 from emma_fusion.methods.network import EmmaNetwork
 from emma_fusion.nets import UFuser
@@ -54,9 +54,8 @@ def main() -> None:
             method(ir, vi)
 
     def model_streams() -> None:
-        with ThreadPoolExecutor(2, initializer=torch.set_num_threads, initargs=(max(1, a.threads // 2),)) as pool:
+        with thread_streams(2) as pool:
             list(pool.map(lambda t: method(*t), tensors))
-        torch.set_num_threads(a.threads)
 
     def folder(streams: int):
         def run() -> None:

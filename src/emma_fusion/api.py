@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,7 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import EmmaError
-from .io import ImageLike, is_pseudo_color, pair_by_stem, rgb_to_ycbcr, to_array, write_image, ycbcr_to_rgb
+from .inference import thread_streams
+from .io import ImageLike, is_pseudo_color, pair_by_stem, rgb_to_ycbcr, to_array, to_gray, write_image, ycbcr_to_rgb
 from .methods.base import FusionMethod, get_method
 
 __all__ = ["fuse", "fuse_files", "fuse_folder", "resolve_method", "FolderReport", "normalize_output"]
@@ -82,51 +82,11 @@ def _as_tensor(gray: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
 
 
-@dataclass
-class _Prepared:
-    """A pair ready for a method: (1, 1, H, W) luma tensors and the colour source's YCbCr."""
-
-    ir: torch.Tensor
-    vi: torch.Tensor
-    ycc: np.ndarray | None  # (H, W, 3) YCbCr whose Y is replaced by the fused luma, or None
-
-
 def _check_options(color: str, normalize: str) -> None:
     if color not in ("ycbcr", "gray"):
         raise EmmaError(f"unknown colour mode {color!r}; use ycbcr or gray")
     if normalize not in ("minmax", "clip"):
         raise EmmaError(f"unknown normalisation {normalize!r}; use minmax or clip")
-
-
-def _prepare(ir: ImageLike, vi: ImageLike, color: Color, color_source: ColorSource) -> _Prepared:
-    """Decode both inputs, check their sizes and reduce each to luma (each colour one converted once)."""
-    ir_a, vi_a = to_array(ir), to_array(vi)
-    if ir_a.shape[:2] != vi_a.shape[:2]:
-        raise EmmaError(f"image sizes differ: infrared {ir_a.shape[1]}x{ir_a.shape[0]}, visible {vi_a.shape[1]}x{vi_a.shape[0]}")
-    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
-    ir_ycc, vi_ycc = (rgb_to_ycbcr(a) if a.ndim == 3 else None for a in (ir_a, vi_a))
-    luma = [a if ycc is None else ycc[..., 0] for a, ycc in ((ir_a, ir_ycc), (vi_a, vi_ycc))]
-    ycc = None if src is None else ir_ycc if src is ir_a else vi_ycc
-    return _Prepared(_as_tensor(luma[0]), _as_tensor(luma[1]), ycc)
-
-
-def _run(fm: FusionMethod, pair: _Prepared, key: str | None) -> np.ndarray:
-    """The method's fused luma as a float32 (H, W) array; NaN or infinite values are an error."""
-    with torch.inference_mode():
-        out = fm(pair.ir, pair.vi, key=key)
-    fused = out[0, 0].float().cpu().numpy()
-    if not np.all(np.isfinite(fused)):
-        raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
-    return fused
-
-
-def _finish(fused: np.ndarray, pair: _Prepared, normalize: Normalize) -> np.ndarray:
-    """Normalise the fused luma and put the colour source's chroma back: (H, W) or (H, W, 3) in [0, 1]."""
-    fused = normalize_output(fused, normalize)
-    if pair.ycc is None:
-        return fused
-    pair.ycc[..., 0] = fused
-    return ycbcr_to_rgb(pair.ycc)
 
 
 def fuse(
@@ -161,9 +121,24 @@ def fuse(
         float32 array in [0, 1]: (H, W), or (H, W, 3) RGB when a colour source is used.
     """
     _check_options(color, normalize)
-    pair = _prepare(ir, vi, color, color_source)
+    ir_a, vi_a = to_array(ir), to_array(vi)
+    if ir_a.shape[:2] != vi_a.shape[:2]:
+        raise EmmaError(f"image sizes differ: infrared {ir_a.shape[1]}x{ir_a.shape[0]}, visible {vi_a.shape[1]}x{vi_a.shape[0]}")
+    src = _color_source(ir_a, vi_a, color_source) if color == "ycbcr" else None
+    # Only the colour source becomes YCbCr (its Cb/Cr come back); the inputs are fused as luma.
+    ycc = None if src is None else rgb_to_ycbcr(src)
+    luma = [ycc[..., 0] if a is src else to_gray(a) for a in (ir_a, vi_a)]
     fm = resolve_method(model, method, **options)
-    return _finish(_run(fm, pair, key), pair, normalize)
+    with torch.inference_mode():
+        out = fm(_as_tensor(luma[0]), _as_tensor(luma[1]), key=key)
+    fused = out[0, 0].float().cpu().numpy()
+    if not np.all(np.isfinite(fused)):
+        raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
+    fused = normalize_output(fused, normalize)
+    if ycc is None:
+        return fused
+    ycc[..., 0] = fused
+    return ycbcr_to_rgb(ycc)
 
 
 def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, bits: int = 8, **kwargs) -> Path:
@@ -231,16 +206,10 @@ def fuse_folder(
             report.skipped.append(out)
         else:
             todo.append((stem, ir, vi, out))
-    threads = torch.get_num_threads()
-    streams = max(1, streams or min(2, threads))
-
-    def one(stem: str, ir: Path, vi: Path, out: Path) -> Path:
-        pair = _prepare(ir, vi, color, color_source)
-        return write_image(out, _finish(_run(fm, pair, stem), pair, normalize), bits=bits)
-
-    pool = ThreadPoolExecutor(streams, initializer=torch.set_num_threads, initargs=(max(1, threads // streams),))
-    try:
-        jobs = [pool.submit(one, *job) for job in todo]
+    streams = max(1, streams or min(2, torch.get_num_threads()))
+    style = dict(model=fm, bits=bits, color=color, color_source=color_source, normalize=normalize)
+    with thread_streams(streams) as pool:
+        jobs = [pool.submit(fuse_files, ir, vi, out, **style) for _, ir, vi, out in todo]
         with tqdm(total=len(jobs), desc="fusing", unit="pair", disable=not progress) as bar:
             for (stem, *_), job in zip(todo, jobs):
                 try:
@@ -249,7 +218,4 @@ def fuse_folder(
                     report.failed[stem] = str(e)
                     log.error("%s: %s", stem, e)
                 bar.update()
-    finally:  # on an unexpected error or Ctrl-C, pairs not yet started are dropped
-        pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)  # the workers' setting is process-wide in torch
     return report

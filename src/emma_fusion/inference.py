@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pad_to_multiple", "tile_starts", "blend_window", "NetworkRunner"]
+__all__ = ["pad_to_multiple", "tile_starts", "blend_window", "NetworkRunner", "thread_streams"]
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +127,21 @@ class NetworkRunner:
                 out[sl] += self._run(ir[sl], vi[sl]) * win
                 norm[sl] += win
         return out / norm
+
+
+@contextmanager
+def thread_streams(streams: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of ``streams`` worker threads that share torch's intra-op threads between them.
+
+    Each worker runs torch with ``torch.get_num_threads() // streams`` threads (at least 1), so
+    ``streams`` networks can run at once without oversubscribing the cores. On exit the
+    process-wide thread count is restored (torch's setting is global); on an error or Ctrl-C,
+    work not yet started is cancelled.
+    """
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(streams, initializer=torch.set_num_threads, initargs=(max(1, threads // streams),))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)

@@ -109,7 +109,7 @@ def to_array(image: ImageLike) -> np.ndarray:
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """BT.601 full-range RGB -> YCbCr, (H, W, 3) in [0, 1] -> (H, W, 3), chroma centred on 0.5."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = _KR * r + _KG * g + _KB * b
+    y = to_gray(rgb)
     cb = (b - y) / (2 * (1 - _KB)) + 0.5
     cr = (r - y) / (2 * (1 - _KR)) + 0.5
     return np.stack([y, cb, cr], axis=-1).astype(np.float32)
@@ -126,7 +126,9 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
 
 def to_gray(arr: np.ndarray) -> np.ndarray:
     """BT.601 luma of an (H, W, 3) array; (H, W) arrays pass through."""
-    return arr if arr.ndim == 2 else rgb_to_ycbcr(arr)[..., 0]
+    if arr.ndim == 2:
+        return arr
+    return (_KR * arr[..., 0] + _KG * arr[..., 1] + _KB * arr[..., 2]).astype(np.float32)
 
 
 def is_pseudo_color(arr: np.ndarray, tol: float = 2.0 / 255) -> bool:

@@ -47,7 +47,7 @@ def fuse_command(
     precision: str = typer.Option("fp32", "--precision", help="Network arithmetic: fp32, bf16 (faster CPUs with AVX-512 BF16), fp16 (GPU)."),
     backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime (pip install 'emma-fusion[onnx]')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in folder mode."),
-    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Folder mode: pairs in flight at once, sharing the threads (default 2; 1: one at a time)."),
+    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Folder mode: pairs in flight at once, sharing the threads (default 2, or 1 with --threads 1; 1: one at a time)."),
 ) -> None:
     """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
     from ..api import fuse_files, fuse_folder
