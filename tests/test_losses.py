@@ -96,6 +96,7 @@ def test_sensing_nets_are_frozen_but_pass_gradients():
     ("II", {"plain_ir", "plain_vi", "equivariant"}),
     ("III", {"plain_ir", "plain_vi"}),
     ("IV", {"plain_ir", "plain_vi"}),
+    ("content", {"content"}),
 ])
 def test_ablation_terms(ablation, terms):
     loss = _loss(ablation) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
@@ -126,7 +127,7 @@ def test_bad_ablation_and_missing_nets():
         EmmaLoss(_Avg(), ablation="full")  # needs A_i, A_v
     with pytest.raises(EmmaError):
         _loss("full")(_rand(1, 1, 8, 8), _rand(1, 1, 8, 8), [])  # needs a stack
-    assert ABLATIONS == ("full", "I", "II", "III", "IV")
+    assert ABLATIONS == ("full", "I", "II", "III", "IV", "content")
 
 
 def test_real_networks_grads_are_finite_and_reach_only_the_fuser():

@@ -112,6 +112,7 @@ class PairedCrops:
             uniformly in [0, noise_std] per crop is added to the fused crop (clipped to [0, 1]).
         seed: seed of the crop stream.
         cache_mb: decoded images are kept in memory up to this many MiB.
+        hflip: flip each crop left-right with probability 1/2 (same flip for every image of it).
         stems: optional per-set filter, ``{set_index: set of stems}`` to keep (used for splits).
 
     Problems found while indexing are logged with ``logging.warning`` and kept in
@@ -130,6 +131,7 @@ class PairedCrops:
         seed: int = 0,
         cache_mb: float = 1024,
         stems: dict[int, set[str]] | None = None,
+        hflip: bool = False,
     ) -> None:
         if not sets:
             raise EmmaError("no training data: give at least one data set (a folder with ir/ and vi/)")
@@ -141,6 +143,7 @@ class PairedCrops:
         self.min_contrast = float(min_contrast)
         self.max_tries = max(1, int(max_tries))
         self.noise_std = float(noise_std)
+        self.hflip = bool(hflip)
         self.seed = int(seed)
         self.cache_bytes = int(cache_mb * 2**20)
         self.unpaired: list[tuple[str, str, str]] = []
@@ -255,7 +258,7 @@ class PairedCrops:
             sub = PairedCrops(
                 self.sets, self.crop, with_fused=self.with_fused, min_contrast=self.min_contrast,
                 max_tries=self.max_tries, noise_std=self.noise_std, seed=self.seed,
-                cache_mb=self.cache_bytes / 2**20, stems=stems,
+                cache_mb=self.cache_bytes / 2**20, stems=stems, hflip=self.hflip,
             )
         finally:
             logger.setLevel(level)
@@ -296,9 +299,13 @@ class PairedCrops:
             self.forced += 1
             if self.forced in (1, 100, 10000):
                 log.warning("%d crops kept after %d low-contrast rejections", self.forced, self.max_tries)
+        flip = self.hflip and bool(rng.integers(2))
+        if flip:
+            ir, vi = ir[:, ::-1], vi[:, ::-1]
         out = {"ir": torch.from_numpy(ir.copy())[None], "vi": torch.from_numpy(vi.copy())[None]}
         if fused is not None:
-            f = self._load(fused)[y : y + c, x : x + c].copy()
+            f = self._load(fused)[y : y + c, x : x + c]
+            f = f[:, ::-1].copy() if flip else f.copy()
             if self.noise_std > 0:
                 sigma = rng.uniform(0.0, self.noise_std)
                 f = np.clip(f + rng.normal(0.0, sigma, f.shape).astype(np.float32), 0.0, 1.0)

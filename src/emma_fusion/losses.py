@@ -13,6 +13,11 @@ with ``L(x, y) = l1(x, y) + l1(grad x, grad y)``, ``grad`` the normalised 3x3 So
 - ``"II"``: the plain loss ``l1(f, i) + a1 l1(f, v)`` in place of the two sensing terms;
 - ``"III"``: II without the equivariant term;
 - ``"IV"``: III with the same transforms used as data augmentation on the inputs.
+
+Besides the paper's loss, ``ablation="content"`` trains the U-Fuser with the cheap content loss
+:func:`content_loss` alone (no sensing nets, one fuser pass per sample): the warm start of the
+shipped model. With ``content_weight > 0`` the content loss is added to any other ablation as an
+anchor term (``terms["content"]``).
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ from torch import nn
 from .errors import EmmaError
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "sobel_l1", "gradient_l1", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "content_loss", "EmmaLoss", "LossOutput"]
 
-ABLATIONS = ("full", "I", "II", "III", "IV")
+ABLATIONS = ("full", "I", "II", "III", "IV", "content")
 
 
 def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,6 +48,25 @@ def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def sobel_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``L(x, y) = l1(x, y) + l1(grad x, grad y)`` (scalar)."""
     return F.l1_loss(x, y) + gradient_l1(x, y)
+
+
+def abs_sobel(x: torch.Tensor) -> torch.Tensor:
+    """``|Sobel_x x| + |Sobel_y x|`` (3x3, unnormalised, replicate border): (N, 1, H, W) -> same shape."""
+    g = spatial_gradient(x, mode="sobel", order=1, normalized=False)
+    return g.abs().sum(dim=2)
+
+
+def content_loss(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0) -> torch.Tensor:
+    """Max-intensity and max-gradient content loss (scalar)::
+
+        l1(f, max(i, v)) + grad_weight * l1(G f, max(G i, G v)),   G = |Sobel_x| + |Sobel_y|
+
+    It asks f to keep the brighter source (warm targets at night) and the stronger edge of either
+    source; one fuser pass per sample, no sensing nets.
+    """
+    intensity = F.l1_loss(f, torch.maximum(ir, vi))
+    texture = F.l1_loss(abs_sobel(f), torch.maximum(abs_sobel(ir), abs_sobel(vi)))
+    return intensity + grad_weight * texture
 
 
 @dataclass
@@ -64,6 +88,9 @@ class EmmaLoss(nn.Module):
         a1, a2: weights of the visible sensing term and of the equivariant term.
         ablation: one of :data:`ABLATIONS`.
         plain_grad: use ``L`` (l1 + gradient) instead of plain l1 in the ablation II-IV terms.
+        content_weight: weight of :func:`content_loss` added as an anchor term (0: none; the
+            ``"content"`` ablation uses the content loss alone, with weight 1 when this is 0).
+        content_grad_weight: the gradient weight inside :func:`content_loss`.
 
     ``forward(ir, vi, transforms)`` returns a :class:`LossOutput`; ``transforms`` is the step's
     transform stack (ignored by ablations I and III).
@@ -79,6 +106,8 @@ class EmmaLoss(nn.Module):
         a2: float = 0.1,
         ablation: str = "full",
         plain_grad: bool = False,
+        content_weight: float = 0.0,
+        content_grad_weight: float = 10.0,
     ) -> None:
         super().__init__()
         if ablation not in ABLATIONS:
@@ -89,6 +118,8 @@ class EmmaLoss(nn.Module):
         self.sense_ir = _freeze(sense_ir) if self.needs_sensing(ablation) else None
         self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
+        self.content_weight = float(content_weight) or (1.0 if ablation == "content" else 0.0)
+        self.content_grad_weight = float(content_grad_weight)
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
 
     @staticmethod
@@ -118,9 +149,11 @@ class EmmaLoss(nn.Module):
         if self.ablation in ("full", "I"):
             terms["sense_ir"] = sobel_l1(self.sense_ir(f), ir)
             terms["sense_vi"] = self.a1 * sobel_l1(self.sense_vi(f), vi)
-        else:
+        elif self.ablation != "content":
             terms["plain_ir"] = self.plain(f, ir)
             terms["plain_vi"] = self.a1 * self.plain(f, vi)
+        if self.content_weight > 0:
+            terms["content"] = self.content_weight * content_loss(f, ir, vi, self.content_grad_weight)
         if self.ablation in ("full", "II"):
             if not transforms:
                 raise EmmaError(f"ablation {self.ablation!r} needs a transform stack")

@@ -13,7 +13,7 @@ from ..errors import EmmaError
 _HELP_DATA = "Data set: a folder with ir/ and vi/ (repeatable); append @W for a per-pair sampling weight."
 
 # Options shared by both stages.
-PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper or cpu (default: the file's, else paper).")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper, cpu or warmstart (default: the file's, else paper).")]
 DataOpt = Annotated[list[str], typer.Option("--data", help=_HELP_DATA)]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -109,8 +109,9 @@ def fusion_command(
     preset: PresetOpt = None,
     data: DataOpt = [],
     sensing: Optional[Path] = typer.Option(None, "--sensing", help="Stage-1 run folder (A_ir/A_vi weights and gate.json)."),
-    ablation: Optional[str] = typer.Option(None, "--ablation", help="full, I, II, III or IV (paper's Table 2)."),
+    ablation: Optional[str] = typer.Option(None, "--ablation", help="full, I, II, III or IV (paper's Table 2), or content (the warm-start content loss alone)."),
     init_weights: Optional[Path] = typer.Option(None, "--init-weights", help="Warm-start the U-Fuser from these weights."),
+    content_weight: Optional[float] = typer.Option(None, "--content-weight", help="Add the content loss as an anchor term with this weight."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
@@ -133,6 +134,7 @@ def fusion_command(
     overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
                  "data.crop": crop, "transforms.per_step": per_step, "seed": seed, "threads": threads,
                  "checkpoint_every": checkpoint_every, "max_seconds": max_seconds, "ablation": ablation,
+                 "content_weight": content_weight,
                  "sensing": str(sensing) if sensing else None,
                  "init_weights": str(init_weights) if init_weights else None,
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None}

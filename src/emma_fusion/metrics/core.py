@@ -523,6 +523,22 @@ class Triplet:
     def FMI_w(self) -> float:
         return fmi(self.f, self.a, self.b, "wavelet")
 
+    # ---------------------------------------------------------------- target contrast retention
+    def TCR(self) -> float:
+        """Target contrast retention: how much of the infrared image's hot-spot contrast f keeps.
+
+        ``ci = a - boxmean31(a)``, ``cf = f - boxmean31(f)`` (31 x 31 box, half-sample symmetric
+        border ``dcba|abcd``); mask = pixels with ``ci >= 98th percentile of ci`` (numpy's linear
+        interpolation); ``TCR = mean(cf[mask]) / mean(ci[mask])``; NaN when ``mean(ci[mask]) <= 0``.
+        """
+        def local(x: np.ndarray) -> np.ndarray:
+            return x - cv2.blur(x, (31, 31), borderType=cv2.BORDER_REFLECT)
+
+        ci, cf = local(self.a), local(self.f)
+        mask = ci >= np.percentile(ci, 98)
+        denom = float(ci[mask].mean())
+        return float(cf[mask].mean()) / denom if denom > 0 else _NAN
+
 
 def compute(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray,
             names: str | Iterable[str] | None = None) -> dict[str, float]:

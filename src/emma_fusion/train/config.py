@@ -56,17 +56,21 @@ class DataConfig:
     max_tries: int = 20
     noise_std: float = 0.0
     cache_mb: float = 2048.0
+    hflip: bool = False
 
 
 @dataclass
 class OptimConfig:
-    """Adam with a step learning-rate decay: lr x ``lr_gamma`` every ``lr_step_epochs`` epochs
-    (``lr_step_epochs = 0``: constant learning rate)."""
+    """Adam. ``schedule = "step"``: lr x ``lr_gamma`` every ``lr_step_epochs`` epochs
+    (``lr_step_epochs = 0``: constant learning rate); ``schedule = "cosine"``: cosine decay from
+    ``lr`` to ``lr_min`` over the run's total steps."""
 
     lr: float = 1e-4
     weight_decay: float = 0.0
+    schedule: str = "step"
     lr_step_epochs: float = 20.0
     lr_gamma: float = 0.5
+    lr_min: float = 0.0
     grad_clip: float = 0.0
 
 
@@ -94,6 +98,9 @@ class MonitorConfig:
     ``sense_ratio``: MSE(A(f), source) over MSE(A(avg), source), avg = (i + v) / 2 an ordinary
     fused image, for A_i and A_v; below ``sense_min`` f encodes a source in a form only A decodes.
     ``patience`` consecutive violations stop the run when ``stop`` is true (otherwise warn).
+    Validation (``val_dir``, every ``val_every`` steps, 0: once an epoch) scores the first
+    ``val_pairs`` pairs with ``val_metrics``; with ``select`` set (a sum of metric names such as
+    ``"VIF+Qabf+TCR"``), the U-Fuser with the best sum so far is kept as ``ufuser_best.safetensors``.
     The defaults are calibrated in docs/TRAINING.md (a striped run: hf_ratio 1.7-7.3, sense ratios
     down to 0.28; clean runs: hf_ratio 0.15-0.5, sense ratios 0.57-1.3).
     """
@@ -108,6 +115,7 @@ class MonitorConfig:
     val_pairs: int = 4
     val_every: int = 0
     val_metrics: list[str] = field(default_factory=lambda: ["EN", "SF", "VIF", "Qabf", "SSIM"])
+    select: str = ""
 
 
 @dataclass
@@ -154,6 +162,8 @@ class FusionConfig(_RunFields):
     a1: float = 1.0
     a2: float = 0.1
     plain_grad: bool = False
+    content_weight: float = 0.0
+    content_grad_weight: float = 10.0
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
@@ -189,7 +199,21 @@ def _cpu(stage: str) -> StageConfig:
     )
 
 
-PRESETS = {"paper": _paper, "cpu": _cpu}
+def _warmstart(stage: str) -> StageConfig:
+    """The content-loss warm start of the shipped model (docs/TRAINING.md): no sensing nets."""
+    if stage == "sensing":
+        return _cpu(stage)
+    return FusionConfig(
+        ablation="content", batch=8, steps=4000, checkpoint_every=250,
+        optim=OptimConfig(lr=1e-3, schedule="cosine", lr_min=1e-5),
+        monitor=MonitorConfig(every=250, crops=8, stop=False, val_every=500,
+                              val_metrics=["EN", "SD", "SF", "AG", "SCD", "VIF", "Qabf", "TCR"],
+                              select="VIF+Qabf+TCR"),
+        data=DataConfig(crop=96, hflip=True),
+    )
+
+
+PRESETS = {"paper": _paper, "cpu": _cpu, "warmstart": _warmstart}
 
 
 def preset(name: str, stage: str) -> StageConfig:

@@ -30,11 +30,24 @@ from .config import FusionConfig
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
 from .sensing import GATE_FILE, SENSING_FILES
 
-__all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "make_sampler", "check_gate", "FUSER_FILE"]
+__all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "make_sampler", "check_gate",
+           "selection_score", "FUSER_FILE", "BEST_FILE"]
 
 log = logging.getLogger(__name__)
 
 FUSER_FILE = "ufuser.safetensors"
+BEST_FILE = "ufuser_best.safetensors"
+
+
+def selection_score(select: str, scores: dict[str, float]) -> float:
+    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``); NaN counts as -inf."""
+    total = 0.0
+    for name in (n.strip() for n in select.split("+") if n.strip()):
+        if name not in scores:
+            raise EmmaError(f"monitor.select names {name!r}, which is not among monitor.val_metrics")
+        v = scores[name]
+        total += v if np.isfinite(v) else -float("inf")
+    return total
 
 
 def hf_energy(x: torch.Tensor) -> torch.Tensor:
@@ -78,6 +91,8 @@ class ArtefactMonitor:
         self.val_pairs = _validation_pairs(self.cfg.val_dir, self.cfg.val_pairs)
         self.val_every = self.cfg.val_every or steps_per_epoch
         self.reference: dict[str, float] = {}
+        self.best = -float("inf")
+        self.best_path = Path(cfg.out) / BEST_FILE
         if sense:
             avg = (self.batch["ir"] + self.batch["vi"]) / 2
             with torch.no_grad():
@@ -124,10 +139,23 @@ class ArtefactMonitor:
                 totals.setdefault(k, []).append(v)
         return {k: float(np.nanmean(v)) for k, v in totals.items()}
 
+    def keep_best(self, step: int, val: dict[str, float]) -> None:
+        """Save the U-Fuser as ``ufuser_best.safetensors`` when ``val`` beats the best so far."""
+        if not self.cfg.select:
+            return
+        score = selection_score(self.cfg.select, val)
+        val["select"] = score
+        if score > self.best:
+            self.best = score
+            meta = {"stage": "fusion", "step": str(step), "select": self.cfg.select, "score": f"{score:.6f}"}
+            save_weights(self.best_path, self.fuser, extra_metadata=meta)
+            log.info("step %d: best validation %s = %.4f -> %s", step, self.cfg.select, score, self.best_path)
+
     def __call__(self, step: int) -> dict[str, Any] | None:
         val = None
         if self.val_pairs and step % self.val_every == 0 and self.rt.main:
             val = self.validate()
+            self.keep_best(step, val)
             log.info("step %d: validation %s", step, val)
         if self.cfg.every <= 0 or step % self.cfg.every:
             return {"validation": val} if val else None
@@ -210,7 +238,7 @@ def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
     if d.crop % UFuser.multiple or (cfg.ablation in ("full", "I", "II") and d.crop % 16):
         raise EmmaError(f"the fusion crop must be a multiple of 16 (8 without sensing nets), not {d.crop}")
     return PairedCrops(d.sets, d.crop, min_contrast=d.min_contrast, max_tries=d.max_tries,
-                       seed=seed, cache_mb=d.cache_mb)
+                       seed=seed, cache_mb=d.cache_mb, hflip=d.hflip)
 
 
 def make_sampler(cfg: FusionConfig) -> TransformSampler:
@@ -218,6 +246,12 @@ def make_sampler(cfg: FusionConfig) -> TransformSampler:
     t = cfg.transforms
     return TransformSampler(n_shift=t.n_shift, n_rot=t.n_rot, n_flip=t.n_flip, angles=tuple(t.angles),
                             include_identity=t.include_identity, per_step=t.per_step or None)
+
+
+def _restore_monitor(monitor: ArtefactMonitor | None, state: dict[str, Any]) -> None:
+    if monitor is not None:
+        monitor.streak = int(state.get("monitor_streak", 0))
+        monitor.best = float(state.get("monitor_best", -float("inf")))
 
 
 def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
@@ -236,7 +270,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
         for a in sense.values():
             a.to(rt.device)
     loss = EmmaLoss(fuser, sense and sense["ir"], sense and sense["vi"], a1=cfg.a1, a2=cfg.a2,
-                    ablation=cfg.ablation, plain_grad=cfg.plain_grad)
+                    ablation=cfg.ablation, plain_grad=cfg.plain_grad, content_weight=cfg.content_weight,
+                    content_grad_weight=cfg.content_grad_weight)
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     monitor = None
@@ -253,8 +288,9 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
         batch_fn=lambda step: data.batch(rank_indices(step, cfg.batch, rt.rank, rt.world)),
         steps_per_epoch=spe,
         monitor=monitor,
-        extra_state=lambda: {"monitor_streak": monitor.streak if monitor else 0},
-        load_extra_state=lambda s: setattr(monitor, "streak", int(s.get("monitor_streak", 0))) if monitor else None,
+        extra_state=lambda: {"monitor_streak": monitor.streak if monitor else 0,
+                             "monitor_best": monitor.best if monitor else -float("inf")},
+        load_extra_state=lambda s: _restore_monitor(monitor, s),
     )
     step, out = run_stage(cfg, stage, rt, resume=resume)
     final = out / FUSER_FILE

@@ -153,9 +153,13 @@ class Stage:
     load_extra_state: Callable[[dict[str, Any]], None] = field(default=lambda s: None)
 
 
-def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int):
+def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int, total: int):
     params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if cfg.optim.schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total), eta_min=cfg.optim.lr_min)
+    if cfg.optim.schedule != "step":
+        raise EmmaError(f"optim.schedule must be 'step' or 'cosine', not {cfg.optim.schedule!r}")
     decay = cfg.optim.lr_step_epochs > 0
     step_size = max(1, round(cfg.optim.lr_step_epochs * spe)) if decay else 1
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=cfg.optim.lr_gamma if decay else 1.0)
@@ -191,7 +195,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     for m in stage.models.values():
         m.to(rt.device)
     stage.objective.to(rt.device)
-    opt, sched = _optimizer(cfg, stage.models, spe)
+    opt, sched = _optimizer(cfg, stage.models, spe, total)
     start = 0
     if ckpt_dir is not None:
         ck = load_checkpoint(ckpt_dir, stage.models)

@@ -56,7 +56,7 @@ def _build_data(cfg: SensingConfig) -> tuple[PairedCrops, PairedCrops | None]:
         raise EmmaError(f"the sensing crop must be a multiple of {SensingUNet.multiple}, not {d.crop}")
     ds = PairedCrops(
         d.sets, d.crop, with_fused=True, min_contrast=d.min_contrast, max_tries=d.max_tries,
-        noise_std=d.noise_std, seed=cfg.seed, cache_mb=d.cache_mb,
+        noise_std=d.noise_std, seed=cfg.seed, cache_mb=d.cache_mb, hflip=d.hflip,
     )
     if cfg.holdout <= 0:
         return ds, None

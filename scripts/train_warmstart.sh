@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Train the shipped default U-Fuser: the content-loss warm start (`emma train fusion --preset warmstart`).
+#
+# Usage: scripts/train_warmstart.sh DATA_ROOT RUN_DIR [STEPS]
+#   DATA_ROOT holds MSRS/train, RoadScene/train and LLVIP/train (ir/, vi/). Training splits only:
+#   no test pair is read. RUN_DIR receives val/ (links to held-in validation pairs), fusion/ (the run).
+#   Re-running the same command resumes the run from its latest checkpoint.
+#   Environment: THREADS (torch threads, default 1), SEED (default 0).
+set -euo pipefail
+DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-4000}
+mkdir -p "$RUN/val/ir" "$RUN/val/vi"
+# Held-in validation pairs (fixed, night included): best-by-validation selection reads them.
+for p in MSRS/train/00003N.png MSRS/train/00881N.png MSRS/train/00001D.png \
+         LLVIP/train/010101.jpg RoadScene/train/FLIR_03952.jpg RoadScene/train/FLIR_04598.jpg; do
+  for m in ir vi; do
+    ln -sf "$(realpath "$DATA/$(dirname "$p")/$m/$(basename "$p")")" "$RUN/val/$m/$(echo "$p" | tr / _)"
+  done
+done
+# Each data set is drawn about equally often: MSRS 12 pairs x 14, RoadScene 171 x 1, LLVIP 32 x 4.
+cat > "$RUN/warmstart.toml" <<TOML
+preset = "warmstart"
+
+[fusion]
+out = "$RUN/fusion"
+steps = $STEPS
+threads = ${THREADS:-1}
+seed = ${SEED:-0}
+progress = false
+log_every = 10
+monitor = { val_dir = "$RUN/val", val_pairs = 6 }
+data = { sets = [
+  { root = "$DATA/MSRS/train", weight = 14.0 },
+  { root = "$DATA/RoadScene/train", weight = 1.0 },
+  { root = "$DATA/LLVIP/train", weight = 4.0 },
+] }
+TOML
+RESUME=""
+[ -d "$RUN/fusion/checkpoints" ] && RESUME="--resume"
+python3 -m emma_fusion train fusion --config "$RUN/warmstart.toml" $RESUME

@@ -1,0 +1,171 @@
+"""The shipped model's recipe: content loss, cosine schedule, flips, TCR, best-by-validation selection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from emma_fusion.data import DatasetSpec, PairedCrops
+from emma_fusion.errors import EmmaError
+from emma_fusion.losses import EmmaLoss, abs_sobel, content_loss
+from emma_fusion.metrics import compute
+from emma_fusion.nets import UFuser
+from emma_fusion.train import apply_overrides, load_config, preset, train_fusion
+from emma_fusion.train.fusion import BEST_FILE, selection_score
+from emma_fusion.weights import load_state
+
+
+# ---------------------------------------------------------------- content loss
+def test_abs_sobel_of_a_ramp():
+    x = torch.arange(8.0).repeat(8, 1)[None, None] / 8  # horizontal ramp, slope 1/8 per pixel
+    g = abs_sobel(x)
+    assert g[0, 0, 3, 3] == pytest.approx(8 / 8)  # Sobel_x of a unit ramp is 8 x slope; Sobel_y is 0
+    assert g[0, 0, 3, 0] == pytest.approx(4 / 8)  # replicate border halves the edge column's difference
+
+
+def test_content_loss_is_zero_only_for_the_max_composite():
+    ir = torch.zeros(1, 1, 16, 16)
+    ir[..., 4:8, 4:8] = 0.9  # a warm target on a cold background
+    vi = torch.zeros_like(ir)  # a dark, flat visible image: max(i, v) = i, and i has every edge
+    target = torch.maximum(ir, vi)
+    assert float(content_loss(target, ir, vi)) == pytest.approx(0.0, abs=1e-7)
+    vi = vi + 0.2  # a flat grey visible image
+    target = torch.maximum(ir, vi)
+    washed = (ir + vi) / 2  # averaging halves the target's contrast
+    assert float(content_loss(washed, ir, vi)) > float(content_loss(target, ir, vi)) + 0.05
+    # the gradient weight scales only the texture term
+    a, b = content_loss(washed, ir, vi, 0.0), content_loss(washed, ir, vi, 10.0)
+    tex = torch.nn.functional.l1_loss(abs_sobel(washed), torch.maximum(abs_sobel(ir), abs_sobel(vi)))
+    assert float(b - a) == pytest.approx(10 * float(tex), rel=1e-5)
+
+
+def test_content_ablation_and_anchor_terms():
+    torch.manual_seed(0)
+    fuser = UFuser()
+    ir, vi = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        out = EmmaLoss(fuser, ablation="content")(ir, vi)
+    assert list(out.terms) == ["content"]
+    assert float(out.total) == pytest.approx(float(content_loss(out.fused, ir, vi)), rel=1e-6)
+    assert not EmmaLoss.needs_sensing("content") and not EmmaLoss(fuser, ablation="content").uses_transforms
+    with torch.no_grad():
+        anchored = EmmaLoss(fuser, ablation="III", content_weight=0.5)(ir, vi)
+    assert list(anchored.terms) == ["plain_ir", "plain_vi", "content"]
+    assert float(anchored.terms["content"]) == pytest.approx(0.5 * float(content_loss(anchored.fused, ir, vi)), rel=1e-6)
+
+
+# ---------------------------------------------------------------- TCR
+def _scene(seed: int, h: int = 64, w: int = 72) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ir = rng.integers(20, 60, (h, w)).astype(np.float64)
+    ir[10:20, 30:36] = 230  # a warm target
+    vi = rng.integers(0, 256, (h, w)).astype(np.float64)
+    return ir, vi
+
+
+def test_tcr_of_the_infrared_itself_and_of_its_negative():
+    ir, vi = _scene(0)
+    assert compute(ir, ir, vi, ["TCR"])["TCR"] == pytest.approx(1.0)
+    assert compute(255 - ir, ir, vi, ["TCR"])["TCR"] == pytest.approx(-1.0)
+    assert compute(vi, ir, vi, ["TCR"])["TCR"] < 0.3  # the visible image does not show the target
+    assert math.isnan(compute(ir, np.full_like(ir, 9.0), vi, ["TCR"])["TCR"])  # no target at all
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), gain=st.sampled_from([0.25, 0.5, 1.0]), offset=st.integers(0, 20))
+def test_tcr_measures_the_gain_on_the_targets(seed, gain, offset):
+    """Invariant: f = gain * ir + offset keeps exactly ``gain`` of the targets' local contrast."""
+    ir, vi = _scene(seed)
+    ir = np.round(ir / 4) * 4  # multiples of 4: gain x ir stays on integer levels
+    f = gain * ir + offset
+    assert compute(f, ir, vi, ["TCR"])["TCR"] == pytest.approx(gain, rel=1e-9)
+
+
+def test_tcr_by_hand():
+    """Direct evaluation of the definition (reflect-padded 31x31 box mean, 98th percentile mask)."""
+    ir, vi = _scene(3, 40, 50)
+    f = np.clip(np.round(0.7 * ir + 0.3 * vi), 0, 255)
+
+    def local(x):
+        p = np.pad(x, 15, mode="symmetric")
+        box = np.lib.stride_tricks.sliding_window_view(p, (31, 31)).mean(axis=(-1, -2))
+        return x - box
+
+    ci, cf = local(ir), local(f)
+    mask = ci >= np.percentile(ci, 98)
+    assert compute(f, ir, vi, ["TCR"])["TCR"] == pytest.approx(cf[mask].mean() / ci[mask].mean(), rel=1e-9)
+
+
+# ---------------------------------------------------------------- schedule, flips, selection
+def test_selection_score():
+    assert selection_score("VIF+TCR", {"VIF": 0.5, "TCR": 0.75, "EN": 7}) == 1.25
+    assert selection_score("VIF + TCR", {"VIF": 0.5, "TCR": float("nan")}) == -math.inf
+    with pytest.raises(EmmaError, match="Qabf"):
+        selection_score("Qabf", {"VIF": 1.0})
+
+
+def _pairs(tmp_path, n=3, h=40, w=48):
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        for m in ("ir", "vi"):
+            (tmp_path / m).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (h, w)).astype(np.uint8)).save(tmp_path / m / f"p{k}.png")
+    return tmp_path
+
+
+def test_hflip_flips_every_image_of_a_crop_the_same_way(tmp_path):
+    root = _pairs(tmp_path / "d")
+    spec = [DatasetSpec(root=str(root))]
+    plain = PairedCrops(spec, 16, seed=3, min_contrast=0.0)
+    flipped = PairedCrops(spec, 16, seed=3, min_contrast=0.0, hflip=True)
+    n_flipped = 0
+    for k in range(20):
+        a, b = plain.sample(k), flipped.sample(k)  # the same crop position: flips are drawn last
+        same = torch.equal(a["ir"], b["ir"])
+        mirrored = torch.equal(a["ir"].flip(-1), b["ir"])
+        assert same or mirrored
+        assert torch.equal(a["vi"].flip(-1) if mirrored and not same else a["vi"], b["vi"])
+        n_flipped += mirrored and not same
+        assert torch.equal(flipped.sample(k)["ir"], b["ir"])  # deterministic
+    assert 4 <= n_flipped <= 16
+
+
+def test_warmstart_preset_runs_anneals_and_keeps_the_best(tmp_path):
+    root = _pairs(tmp_path / "train")
+    val = _pairs(tmp_path / "val", n=2, h=48, w=48)
+    cfg = apply_overrides(preset("warmstart", "fusion"), {
+        "out": str(tmp_path / "run"), "batch": 2, "steps": 4, "checkpoint_every": 2, "progress": False, "threads": 1,
+        "data.crop": 32, "data.min_contrast": 0.0, "monitor.every": 2, "monitor.crops": 2,
+        "monitor.val_dir": str(val), "monitor.val_every": 2, "monitor.val_metrics": ["EN", "TCR"],
+        "monitor.select": "EN+TCR"})
+    cfg.data.sets = [DatasetSpec(root=str(root))]
+    assert cfg.ablation == "content" and cfg.optim.schedule == "cosine" and cfg.data.hflip
+    final = train_fusion(cfg)
+    recs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in recs if r["type"] == "step"]
+    assert lrs[-1] == pytest.approx(cfg.optim.lr_min) and lrs[0] < cfg.optim.lr and lrs == sorted(lrs, reverse=True)
+    scores = [r["validation"]["select"] for r in recs if "validation" in r]
+    assert len(scores) == 3
+    best_state, meta = load_state(tmp_path / "run" / BEST_FILE)
+    assert float(meta["score"]) == pytest.approx(max(scores), abs=1e-6)
+    assert int(meta["step"]) == [0, 2, 4][int(np.argmax(scores))]
+    assert set(best_state) == set(load_state(final)[0])
+
+
+def test_bad_schedule_is_a_clear_error(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('preset = "warmstart"\n[fusion]\noptim = { schedule = "linear" }\n[[fusion.data.sets]]\nroot = "x"\n')
+    cfg = load_config("fusion", p)
+    cfg.out = str(tmp_path / "run")
+    root = _pairs(tmp_path / "d")
+    cfg.data.sets = [DatasetSpec(root=str(root))]
+    cfg = apply_overrides(cfg, {"steps": 1, "data.crop": 32, "monitor.every": 0, "progress": False})
+    with pytest.raises(EmmaError, match="schedule"):
+        train_fusion(cfg)
