@@ -147,6 +147,59 @@ def test_fusion_resume_after_crash_equals_uninterrupted(tiny_data, sensing_run, 
     _assert_same(_weights(ref), _weights(resumed))
 
 
+def _sigint_at(step_to_hit: int):
+    """A monitor hook that sends this process SIGINT (as Ctrl-C does) after ``step_to_hit``."""
+    import signal
+
+    def hook(step):
+        if step == step_to_hit:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+    return hook
+
+
+def test_ctrl_c_saves_the_current_step_and_resume_is_exact(tiny_data, sensing_run, tmp_path, monkeypatch):
+    """Ctrl-C between checkpoints (every 2 steps) saves step 3 on the way out; resuming gives the same weights."""
+    from emma_fusion.train import fusion as fusion_mod
+    from emma_fusion.train.loop import TrainingInterrupted
+
+    ref = train_fusion(_fusion_cfg(tiny_data, tmp_path / "ref", sensing_run, **{"monitor.every": 0}))
+    cfg = _fusion_cfg(tiny_data, tmp_path / "int", sensing_run, **{"monitor.every": 0})
+    original_stage = fusion_mod.Stage
+    monkeypatch.setattr(fusion_mod, "Stage", lambda **kw: original_stage(**{**kw, "monitor": _sigint_at(3)}))
+    with pytest.raises(TrainingInterrupted, match="step 3") as info:
+        train_fusion(cfg)
+    assert info.value.step == 3
+    assert (tmp_path / "int" / "checkpoints" / "step_00000003" / "state.pt").is_file()
+    recs = [json.loads(x) for x in (tmp_path / "int" / "log.jsonl").read_text().splitlines()]
+    assert {"type": "interrupted", "step": 3} in recs
+    monkeypatch.setattr(fusion_mod, "Stage", original_stage)
+    resumed = train_fusion(cfg, resume=True)
+    _assert_same(_weights(ref), _weights(resumed))
+
+
+def test_cli_train_interrupt_exits_130_and_resume_says_where(tiny_data, tmp_path, monkeypatch, capsys):
+    from emma_fusion.cli import main
+    from emma_fusion.train import sensing as sensing_mod
+
+    root, fused = tiny_data
+    args = ["train", "sensing", "--preset", "cpu", "--out", str(tmp_path / "s"), "--data", str(root), "--fused", str(fused),
+            "--width", "4", "--batch", "2", "--steps", "4", "--crop", "32", "--threads", "1", "--no-progress"]
+    original_stage = sensing_mod.Stage
+    monkeypatch.setattr(sensing_mod, "Stage", lambda **kw: original_stage(**{**kw, "monitor": _sigint_at(1)}))
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("interrupted: checkpoint saved at step 1") and "--resume" in err[-1]
+    monkeypatch.setattr(sensing_mod, "Stage", original_stage)
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--resume"])
+    assert e.value.code in (0, None)
+    assert "resuming sensing from step 1" in capsys.readouterr().err
+
+
 def test_resume_without_checkpoint_is_an_error(tiny_data, sensing_run, tmp_path):
     with pytest.raises(EmmaError, match="nothing to resume"):
         train_fusion(_fusion_cfg(tiny_data, tmp_path / "none", sensing_run), resume=True)

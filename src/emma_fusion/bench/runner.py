@@ -29,7 +29,7 @@ __all__ = ["BENCH_METRICS", "BenchConfig", "BenchResult", "run_bench"]
 log = logging.getLogger(__name__)
 
 #: Metrics of the default benchmark: EMMA's six (EN, SD, SF, AG, SCD, VIF) plus Qabf, SSIM, MI.
-BENCH_METRICS = ("EN", "SD", "SF", "AG", "SCD", "VIF", "Qabf", "SSIM", "MI")
+BENCH_METRICS = ("EN", "SD", "SF", "AG", "SCD", "VIF", "Qabf", "SSIM", "MI", "TCR")
 
 _FUSE_V = "bench-fuse-v1"
 _SCORE_V = "bench-metrics-v1"

@@ -63,6 +63,33 @@ def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], o
     return cfg
 
 
+def _announce_resume(cfg: Any, resume: bool) -> None:
+    """Print the step a resumed run continues from."""
+    if not resume:
+        return
+    from ..train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(Path(cfg.out))
+    if ckpt is not None:
+        step = int(ckpt.name.rsplit("_", 1)[-1]) if ckpt.name.startswith("step_") else "?"
+        typer.echo(f"resuming {cfg.stage} from step {step} ({ckpt})", err=True)
+
+
+def _run(train: Any, cfg: Any, resume: bool) -> Any:
+    """Run a training function; Ctrl-C or SIGTERM saves a checkpoint and exits with code 130."""
+    from ..train.loop import TrainingInterrupted
+
+    _announce_resume(cfg, resume)
+    try:
+        return train(cfg, resume=resume)
+    except TrainingInterrupted as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted before training started; nothing new saved", err=True)
+        raise typer.Exit(130) from None
+
+
 def sensing_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, A_ir/A_vi weights)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with a \\[sensing] table."),
@@ -93,7 +120,7 @@ def sensing_command(
                  "checkpoint_every": checkpoint_every, "max_seconds": max_seconds,
                  "progress": False if no_progress else None}
     cfg = _resolve_config("sensing", config, preset, out, resume, overrides, data, fused)
-    run = train_sensing(cfg, resume=resume)
+    run = _run(train_sensing, cfg, resume)
     gate = json.loads((run / "gate.json").read_text())
     for m in ("ir", "vi"):
         if m in gate:
@@ -139,7 +166,7 @@ def fusion_command(
                  "init_weights": str(init_weights) if init_weights else None,
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None}
     cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
-    weights = train_fusion(cfg, resume=resume)
+    weights = _run(train_fusion, cfg, resume)
     typer.echo(f"U-Fuser weights -> {weights}")
 
 

@@ -18,7 +18,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,13 +35,49 @@ from ..errors import EmmaError
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import StageConfig, save_config
 
-__all__ = ["Runtime", "Stage", "StopTraining", "setup_runtime", "run_stage", "steps_per_epoch", "JsonlLog"]
+__all__ = ["Runtime", "Stage", "StopTraining", "TrainingInterrupted", "setup_runtime", "run_stage", "steps_per_epoch", "JsonlLog"]
 
 log = logging.getLogger(__name__)
 
 
 class StopTraining(EmmaError):
     """Raised by a monitor hook to end training early (with a one-line reason)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; ``step`` is the step of the checkpoint saved on the way out."""
+
+    def __init__(self, step: int, out: Path) -> None:
+        super().__init__(f"interrupted: checkpoint saved at step {step} in {out}; re-run with --resume to continue")
+        self.step, self.out = step, out
+
+
+class _StopRequest:
+    """Set by the first Ctrl-C or SIGTERM; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.hit = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.hit and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.hit = True
+        log.warning("stopping after this step (signal %d); press Ctrl-C again to abort without saving", signum)
+
+
+@contextlib.contextmanager
+def _graceful_stop():
+    """Within the block, Ctrl-C and SIGTERM only set the yielded flag (main thread; elsewhere a no-op)."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -204,7 +242,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
         set_rng_state(ck.state["rng"])
         stage.load_extra_state(ck.state.get("extra", {}))
         start = ck.step
-        log.info("resumed %s from %s (step %d)", stage.name, ckpt_dir, start)
+        log.info("resumed %s from %s (step %d of %d)", stage.name, ckpt_dir, start, total)
     if rt.main:
         save_config(cfg, out / "config.toml")
     objective = stage.objective
@@ -232,6 +270,8 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     pending = pool.submit(stage.batch_fn, start) if start < total else None
     step = start
     t_start = time.monotonic()
+    stopper = contextlib.ExitStack()
+    stop = stopper.enter_context(_graceful_stop())
     try:
         if stage.monitor is not None and start == 0:
             _run_monitor(stage, 0, jlog)
@@ -263,16 +303,30 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
                 _run_monitor(stage, step, jlog)
             if step % cfg.checkpoint_every == 0 and step != total:
                 save(step)
+            if _stop_requested(stop, rt):
+                save(step)
+                jlog.write({"type": "interrupted", "step": step})
+                raise TrainingInterrupted(step, out)
             if _out_of_time(cfg, rt, t_start):
                 log.warning("%s stopped at step %d: max_seconds=%g reached", stage.name, step, cfg.max_seconds)
                 jlog.write({"type": "time_limit", "step": step, "max_seconds": cfg.max_seconds})
                 break
         save(step)
     finally:
+        stopper.close()
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         jlog.close()
     return step, out
+
+
+def _stop_requested(stop: _StopRequest, rt: Runtime) -> bool:
+    """Whether any process was asked to stop (Ctrl-C / SIGTERM); every process agrees."""
+    if not rt.distributed:
+        return stop.hit
+    flag = torch.tensor([float(stop.hit)], device=rt.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _out_of_time(cfg: StageConfig, rt: Runtime, t_start: float) -> bool:
