@@ -130,7 +130,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"\ntraining step time on {name}, amp={args.amp}; peak memory {_peak_mb(device):.0f} MiB\n")
-    print(f"| step | batch | crop | transforms | A width | s/step | vs baseline | how |")
+    print("| step | batch | crop | transforms | A width | s/step | vs baseline | how |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for label, b, c, k, w, t, how in rows:
         print(f"| {label} | {b} | {c} | {k or '-'} | {w} | {t:.3f} | {t / base:.2f}x | {how} |")

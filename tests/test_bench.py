@@ -116,8 +116,8 @@ def test_means_ranks_and_best(first):
         ranked = [r for (d, _), r in means.items() if d == ds and r["ranked"] == "1"]
         assert {r["method"] for r in ranked} == {"average", "IFCNN"}
         for m in METRICS:
-            key = (lambda r: float(r[m])) if HIGHER_IS_BETTER[m] else (lambda r: -float(r[m]))
-            best = max(ranked, key=key)
+            sign = 1.0 if HIGHER_IS_BETTER[m] else -1.0
+            best = max(ranked, key=lambda r, m=m, sign=sign: sign * float(r[m]))
             assert best[f"rank_{m}"] == "1"
             assert {r[f"rank_{m}"] for r in ranked} <= {"1", "2"}
     md = first.files["report.md"].read_text(encoding="utf-8")

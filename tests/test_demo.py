@@ -42,3 +42,24 @@ def test_demo_command_fuses_both_modalities(tmp_path, capsys):
     assert _hf(fused[wall]) > 3 * _hf(ir[wall])
     panel = read_image(tmp_path / "demo_panel.png")
     assert panel.shape[1] > 3 * ir.shape[1]
+
+
+@pytest.mark.skipif(not packaged_models(), reason="no shipped model in this checkout")
+def test_demo_on_a_real_pair_writes_fused_and_panel_only(tmp_path, capsys):
+    from conftest import shared_path
+
+    ir = shared_path("data", "MSRS", "test", "ir", "00004N.png")
+    vi = shared_path("data", "MSRS", "test", "vi", "00004N.png")
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(tmp_path), "--ir", str(ir), "--vi", str(vi), "--threads", "1"])
+    assert e.value.code in (0, None), capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_fused.png", "demo_panel.png"]
+    panel = read_image(tmp_path / "demo_panel.png")
+    assert panel.shape[1] == 3 * 640 + 2 * 8 and panel.shape[0] > 480
+
+
+def test_demo_needs_both_or_neither_source(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--out", str(tmp_path), "--ir", str(tmp_path / "x.png")])
+    assert e.value.code == 2 and "both --ir and --vi" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

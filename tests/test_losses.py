@@ -127,7 +127,13 @@ def test_bad_ablation_and_missing_nets():
         EmmaLoss(_Avg(), ablation="full")  # needs A_i, A_v
     with pytest.raises(EmmaError):
         _loss("full")(_rand(1, 1, 8, 8), _rand(1, 1, 8, 8), [])  # needs a stack
-    assert ABLATIONS == ("full", "I", "II", "III", "IV", "content")
+    for ablation in ABLATIONS:  # every listed ablation builds and runs; sensing nets exactly where needed
+        loss = _loss(ablation) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
+        out = loss(_rand(1, 1, 8, 8), _rand(1, 1, 8, 8), [Identity()])
+        assert torch.isfinite(out.total) and out.terms
+        if EmmaLoss.needs_sensing(ablation):
+            with pytest.raises(EmmaError, match="needs both pseudo-sensing nets"):
+                EmmaLoss(_Avg(), ablation=ablation)
 
 
 def test_real_networks_grads_are_finite_and_reach_only_the_fuser():

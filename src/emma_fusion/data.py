@@ -289,7 +289,7 @@ class PairedCrops:
         """Crop number ``index`` of the stream: ``{"ir", "vi"[, "fused"]}`` each (1, crop, crop)."""
         rng = np.random.default_rng([self.seed, int(index)])
         c = self.crop
-        for attempt in range(self.max_tries):
+        for _ in range(self.max_tries):
             rec, fused, y, x = self._draw(rng)
             ir = self._load(rec.ir)[y : y + c, x : x + c]
             vi = self._load(rec.vi)[y : y + c, x : x + c]

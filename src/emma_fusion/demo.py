@@ -2,7 +2,8 @@
 
 The scene is built so that the panel shows at a glance what fusion does: warm targets (two
 people and a car engine) appear only in the infrared image; texture (brick wall, foliage)
-and painted text appear only in the visible image.
+and painted text appear only in the visible image. ``run_demo`` also takes a real pair
+(``emma demo --ir IR --vi VI``): then only the fused image and the panel are written.
 """
 
 from __future__ import annotations
@@ -99,19 +100,31 @@ def side_by_side(images: list[np.ndarray], labels: list[str], gap: int = 8) -> n
     return np.asarray(panel, np.float32) / 255
 
 
-def run_demo(out_dir: str | Path, model=None, **fuse_options) -> dict[str, Path]:
-    """Write the demo pair, its fusion with ``model`` (default: the shipped model) and a panel."""
+def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None, vi_path: str | Path | None = None,
+             **fuse_options) -> dict[str, Path]:
+    """Write a pair, its fusion with ``model`` (default: the shipped model) and a panel to ``out_dir``.
+
+    Without ``ir_path``/``vi_path`` the pair is the synthetic scene (written as ``demo_ir.png`` and
+    ``demo_vi.png``); with both, that real pair is fused (its files are not copied).
+    """
     from .api import fuse
+    from .io import read_image
 
     out = Path(out_dir)
-    ir, vi = make_demo_pair()
+    if (ir_path is None) != (vi_path is None):
+        from .errors import EmmaError
+
+        raise EmmaError("give both --ir and --vi (a real pair), or neither (the synthetic demo)")
+    paths: dict[str, Path] = {}
+    if ir_path is None:
+        ir, vi = make_demo_pair()
+        paths["ir"] = write_image(out / "demo_ir.png", ir)
+        paths["vi"] = write_image(out / "demo_vi.png", vi)
+    else:
+        ir, vi = read_image(ir_path), read_image(vi_path)
     fused = fuse(ir, vi, model, **fuse_options)
-    paths = {
-        "ir": write_image(out / "demo_ir.png", ir),
-        "vi": write_image(out / "demo_vi.png", vi),
-        "fused": write_image(out / "demo_fused.png", fused),
-    }
-    panel = side_by_side([ir, vi, to_array(fused)], ["infrared", "visible", "EMMA fused"])
+    paths["fused"] = write_image(out / "demo_fused.png", fused)
+    panel = side_by_side([to_array(ir), to_array(vi), to_array(fused)], ["infrared", "visible", "EMMA fused"])
     paths["panel"] = write_image(out / "demo_panel.png", panel)
     log.info("demo written to %s", out)
     return paths

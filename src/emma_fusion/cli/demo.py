@@ -12,11 +12,13 @@ def demo_command(
     out: Path = typer.Option(Path("emma-demo"), "--out", "-o", help="Folder for the inputs, the fused image and the panel."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="U-Fuser weights instead of the shipped model."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads."),
+    ir: Optional[Path] = typer.Option(None, "--ir", help="A real infrared image instead of the synthetic scene (with --vi)."),
+    vi: Optional[Path] = typer.Option(None, "--vi", help="The visible image paired with --ir."),
 ) -> None:
-    """Write a synthetic infrared/visible pair, its EMMA fusion and a side-by-side panel to OUT."""
+    """Fuse a synthetic infrared/visible pair (or --ir/--vi) with EMMA; write the result and a panel to OUT."""
     from ..demo import run_demo
 
-    paths = run_demo(out, weights, threads=threads)
+    paths = run_demo(out, weights, ir, vi, threads=threads)
     for name, p in paths.items():
         typer.echo(f"{name:6s} {p}")
 
