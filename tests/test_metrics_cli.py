@@ -41,7 +41,8 @@ def folders(tmp_path):
 
 def test_score_folder_pairs_by_stem_and_matches_compute(folders):
     res = score_folder(folders["ir"], folders["vi"], folders["fused"], NAMES, workers=1)
-    assert list(res) == ["per_image", "mean", "excluded"]
+    assert list(res) == ["per_image", "mean", "excluded", "excluded_images"]
+    assert res["excluded_images"] == {"failed": {}, "missing": {"lonely": "no fused, no visible image", "orphan": "no infrared, no visible image"}}
     assert list(res["per_image"]) == ["a1", "b2", "c3"]
     f, a, b = (read_metric_image(p) for p in (folders["fused"] / "c3.png", folders["ir"] / "c3.png",
                                                folders["vi"] / "c3.jpg"))

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .errors import EmmaError
+from .errors import EmmaError, Interrupted
 from .inference import thread_streams
-from .io import ImageLike, is_pseudo_color, pair_by_stem, rgb_to_ycbcr, to_array, to_gray, write_image, ycbcr_to_rgb
+from .io import (IMAGE_SUFFIXES, ImageLike, check_not_input, ensure_writable_dir, is_pseudo_color, pair_by_stem,
+                 read_image, rgb_to_ycbcr, same_file, to_array, to_gray, write_image, ycbcr_to_rgb)
 from .methods.base import FusionMethod, get_method
 
-__all__ = ["fuse", "fuse_files", "fuse_folder", "resolve_method", "FolderReport", "normalize_output"]
+__all__ = ["fuse", "fuse_files", "fuse_folder", "resolve_method", "FolderReport", "normalize_output", "check_output_path"]
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,32 @@ def fuse(
     return ycbcr_to_rgb(ycc)
 
 
+def check_output_path(out: str | os.PathLike, inputs, bits: int = 8) -> Path:
+    """Check an output file before any work: known format, not an input, folder writable.
+
+    Raises :class:`EmmaError`; returns ``out`` as a :class:`Path`.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise EmmaError(f"output {out} needs an image suffix: one of {', '.join(IMAGE_SUFFIXES)}")
+    if bits not in (8, 16):
+        raise EmmaError("bits must be 8 or 16")
+    if out.is_dir():
+        raise EmmaError(f"output {out} is a folder; give a file name")
+    check_not_input(out, inputs)
+    ensure_writable_dir(out.parent)
+    return out
+
+
 def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, bits: int = 8, **kwargs) -> Path:
-    """Fuse two image files and write the result to ``out`` atomically; returns ``out``."""
-    fused = fuse(ir, vi, key=Path(ir).stem, **kwargs)
+    """Fuse two image files and write the result to ``out`` atomically; returns ``out``.
+
+    The inputs are read and ``out`` checked (image suffix, writable folder, not one of the inputs)
+    before the method runs, so a bad path fails fast and an input is never replaced.
+    """
+    ir_a, vi_a = read_image(ir), read_image(vi)
+    out = check_output_path(out, (ir, vi), bits)
+    fused = fuse(ir_a, vi_a, key=Path(ir).stem, **kwargs)
     return write_image(out, fused, bits=bits)
 
 
@@ -179,7 +203,10 @@ def fuse_folder(
     """Fuse every pair (same stem in ``ir_dir`` and ``vi_dir``) into ``out_dir/<stem><suffix>``.
 
     Existing outputs are kept unless ``overwrite``; every file is written atomically. A pair that
-    fails (unreadable, sizes differ) is recorded in ``report.failed`` and the others go on.
+    fails (unreadable, sizes differ) is recorded in ``report.failed`` (and logged at INFO level)
+    and the others go on. ``out_dir`` may not be an input folder, and is checked for writing
+    before any work. On Ctrl-C, queued pairs are cancelled, the ones in progress are finished,
+    and :class:`~emma_fusion.errors.Interrupted` says how many were written.
 
     ``streams`` pairs are processed at a time, each in its own thread (read, colour, method,
     encode, write) with ``torch.get_num_threads() // streams`` intra-op threads, so one stream's
@@ -195,27 +222,65 @@ def fuse_folder(
     pairs, unpaired = pair_folders(ir_dir, vi_dir)
     if not pairs:
         raise EmmaError(f"no image pairs with matching names in {ir_dir} and {vi_dir}")
+    _check_output_folder(out_dir, ir_dir, vi_dir, suffix)
     report = FolderReport(unpaired=unpaired)
     for name in unpaired:
-        log.warning("no partner for %s", name)
+        log.info("no partner for %s", name)
     fm = resolve_method(model, options.pop("method", "emma"), **options)
     todo = []
     for stem, ir, vi in pairs:
         out = Path(out_dir) / f"{stem}{suffix}"
+        check_not_input(out, (ir, vi))
         if out.exists() and not overwrite:
             report.skipped.append(out)
         else:
             todo.append((stem, ir, vi, out))
     streams = max(1, streams or min(2, torch.get_num_threads()))
     style = dict(model=fm, bits=bits, color=color, color_source=color_source, normalize=normalize)
+    interrupted = False
     with thread_streams(streams) as pool:
         jobs = [pool.submit(fuse_files, ir, vi, out, **style) for _, ir, vi, out in todo]
-        with tqdm(total=len(jobs), desc="fusing", unit="pair", disable=not progress) as bar:
-            for (stem, *_), job in zip(todo, jobs):
-                try:
-                    report.written.append(job.result())
-                except (EmmaError, OSError) as e:
-                    report.failed[stem] = str(e)
-                    log.error("%s: %s", stem, e)
-                bar.update()
+        try:
+            _collect(todo, jobs, report, progress)
+        except KeyboardInterrupt:
+            interrupted = True  # leaving the block cancels queued pairs and waits for running ones
+    if interrupted:
+        _collect_finished(todo, jobs, report)
+        raise Interrupted(f"{len(report.written)} of {len(todo)} written; re-run to continue")
     return report
+
+
+def _check_output_folder(out_dir, ir_dir, vi_dir, suffix: str) -> None:
+    """Refuse an output folder that is an input folder, or not writable, before any pair is fused."""
+    if suffix.lower() not in IMAGE_SUFFIXES:
+        raise EmmaError(f"unsupported output suffix {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    for what, folder in (("infrared", ir_dir), ("visible", vi_dir)):
+        if same_file(out_dir, folder):
+            raise EmmaError(f"output folder {out_dir} is the {what} input folder; choose another")
+    ensure_writable_dir(out_dir)
+
+
+def _record(stem: str, job, report: FolderReport) -> None:
+    """Put one finished pair's outcome in ``report`` (written, or failed with the reason)."""
+    try:
+        report.written.append(job.result())
+    except (EmmaError, OSError, ValueError, RuntimeError, MemoryError) as e:
+        report.failed[stem] = str(e) if isinstance(e, EmmaError) else f"{type(e).__name__}: {e}"
+        log.info("%s: %s", stem, e)
+
+
+def _collect(todo, jobs, report: FolderReport, progress: bool) -> None:
+    """Wait for the pairs in order, recording each, with a progress bar."""
+    with tqdm(total=len(jobs), desc="fusing", unit="pair", disable=not progress) as bar:
+        for (stem, *_), job in zip(todo, jobs):
+            _record(stem, job, report)
+            bar.update()
+
+
+def _collect_finished(todo, jobs, report: FolderReport) -> None:
+    """After an interrupt (all jobs done or cancelled): record every pair that ran, afresh."""
+    report.written.clear()
+    report.failed.clear()
+    for (stem, *_), job in zip(todo, jobs):
+        if job.done() and not job.cancelled() and not isinstance(job.exception(), KeyboardInterrupt):
+            _record(stem, job, report)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["EmmaError"]
+__all__ = ["EmmaError", "Interrupted"]
 
 
 class EmmaError(Exception):
     """A user-facing error: bad input, missing file, wrong checkpoint, ... (one-line message)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a batch run; the message says what was finished, e.g. ``2 of 10 written``."""

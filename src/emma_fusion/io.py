@@ -26,6 +26,9 @@ __all__ = [
     "is_pseudo_color",
     "write_image",
     "atomic_write",
+    "same_file",
+    "check_not_input",
+    "ensure_writable_dir",
     "list_images",
     "pair_by_stem",
 ]
@@ -37,14 +40,31 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
 _KR, _KG, _KB = 0.299, 0.587, 0.114
 
 
+def _scale_wide(a: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a 32-bit integer ("I") or float ("F") image to [0, 1] by the range its values show.
+
+    Float data already in [0, 1] are kept; otherwise (and for integers) values up to 255 are
+    8-bit levels and values up to 65535 16-bit levels. NaN, infinities, negative values and
+    larger values have no such reading and are refused.
+    """
+    if not np.all(np.isfinite(a)):
+        raise EmmaError("contains NaN or infinite values")
+    lo, hi = float(a.min(initial=0)), float(a.max(initial=0))
+    if lo < 0 or hi > 65535:
+        kind = "float" if mode == "F" else "32-bit integer"
+        raise EmmaError(f"{kind} values {lo:g}..{hi:g} are outside [0, 1], [0, 255] and [0, 65535]; rescale the image")
+    if mode == "F" and hi <= 1:
+        return a.astype(np.float32)
+    peak = 255.0 if hi <= 255 else 65535.0
+    return (a / peak).astype(np.float32)
+
+
 def _pil_to_array(img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.asarray(img, dtype=np.uint16).astype(np.float32) / 65535.0
     if mode in ("I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if a.max(initial=0) > 255 else 255.0
-        return (a / peak).clip(0, 1).astype(np.float32)
+        return _scale_wide(np.asarray(img, dtype=np.float64), mode)
     if mode == "L":
         return np.asarray(img, dtype=np.float32) / 255.0
     if mode == "1":
@@ -55,8 +75,11 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file into float32 [0, 1]: (H, W) for gray files, (H, W, 3) for colour.
 
-    16-bit PNG/TIFF keep their precision; palette and alpha images become RGB.
-    Raises :class:`EmmaError` for a missing, unreadable, truncated or empty file.
+    16-bit PNG/TIFF keep their precision; palette and alpha images become RGB. Float (and 32-bit
+    integer) TIFFs are read by their values: all in [0, 1] -> as is, else up to 255 -> 8-bit levels,
+    else up to 65535 -> 16-bit levels.
+    Raises :class:`EmmaError` for a missing, unreadable, truncated or empty file, and for float
+    data with NaN, infinite, negative or out-of-range values.
     """
     p = Path(path)
     if not p.is_file():
@@ -65,7 +88,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(p) as img:
             img.load()
             arr = _pil_to_array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except EmmaError as e:
+        raise EmmaError(f"bad image {p}: {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, MemoryError, Image.DecompressionBombError) as e:
         raise EmmaError(f"cannot read image {p}: {e}") from None
     if arr.size == 0:
         raise EmmaError(f"image {p} is empty (zero size)")
@@ -80,7 +105,10 @@ def to_array(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        arr = _pil_to_array(image)
+        try:
+            arr = _pil_to_array(image)
+        except EmmaError as e:
+            raise EmmaError(f"bad image: {e}") from None
     elif isinstance(image, np.ndarray):
         arr = image
         if np.issubdtype(arr.dtype, np.integer):
@@ -108,7 +136,7 @@ def to_array(image: ImageLike) -> np.ndarray:
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """BT.601 full-range RGB -> YCbCr, (H, W, 3) in [0, 1] -> (H, W, 3), chroma centred on 0.5."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    r, b = rgb[..., 0], rgb[..., 2]
     y = to_gray(rgb)
     cb = (b - y) / (2 * (1 - _KB)) + 0.5
     cr = (r - y) / (2 * (1 - _KR)) + 0.5
@@ -157,6 +185,41 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two paths name the same file: same real path, or same device and inode."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_input(out: str | os.PathLike, inputs, what: str = "output") -> None:
+    """Raise :class:`EmmaError` when ``out`` is one of the ``inputs`` files (it would be replaced)."""
+    for inp in inputs:
+        if same_file(out, inp):
+            raise EmmaError(f"{what} {out} is the input file {inp}; choose another output path")
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check that files can be created in it, before any work.
+
+    Raises :class:`EmmaError` when the folder cannot be created or written to.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EmmaError(f"cannot write to output folder {folder}: it is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(prefix=".emma-write-test.", dir=folder):
+            pass
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise EmmaError(f"cannot write to output folder {folder}: {reason}") from None
+    return folder
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, bits: int = 8) -> Path:

@@ -1,7 +1,8 @@
 """The ``emma`` command: a thin layer over the Python API.
 
 Each sub-command lives in its own module with a ``register(app)`` function.
-Any :class:`~emma_fusion.errors.EmmaError` becomes one line on stderr and exit code 2.
+Any :class:`~emma_fusion.errors.EmmaError` becomes one line on stderr and exit code 2; Ctrl-C becomes
+one ``interrupted: ...`` line and exit code 130 (see ``cli/common.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -31,6 +33,8 @@ app = typer.Typer(
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # Pillow's notes on damaged files ("Corrupt EXIF data"); the read error says what matters
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 for _name in COMMAND_MODULES:
@@ -44,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     except EmmaError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # only outside a command (each command reports its own interrupts)
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
     except (OSError, RuntimeError, ValueError, MemoryError) as e:
         if logging.getLogger().isEnabledFor(logging.INFO):

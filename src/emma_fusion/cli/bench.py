@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import EmmaError
+from .common import exit_on_interrupt
 
 
 class NormalizeMode(str, Enum):
@@ -55,6 +56,8 @@ def bench_command(
         raise EmmaError("--limit must be at least 1")
     if jobs is not None and jobs < 1:
         raise EmmaError("--jobs must be at least 1")
+    if threads is not None and threads < 1:
+        raise EmmaError("--threads must be at least 1")
     cfg = BenchConfig(
         data=list(data), out=out, methods=_split_list(methods), weights=list(weights or []),
         results=[str(r) for r in results or []], metrics=_split_list(metrics), split=split, limit=limit,
@@ -62,7 +65,8 @@ def bench_command(
         html=html, embed=embed, grid_pairs=grid_pairs, crop_pairs=crop_pairs, crop_size=crop_size,
         hfr_threshold=hfr_threshold, report_md=report_md, title=title, progress=progress,
     )
-    res = run_bench(cfg)
+    with exit_on_interrupt(f"finished images and scores are kept in {cache or out / 'cache'}; re-run to continue"):
+        res = run_bench(cfg)
     for label, why in res.skipped.items():
         typer.echo(f"warning: {label} {why}", err=True)
     for e in res.errors:

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..errors import EmmaError
+from .common import exit_on_interrupt
 
 
 class ColorMode(str, Enum):
@@ -32,7 +33,7 @@ class NormalizeMode(str, Enum):
 def fuse_command(
     ir: Optional[Path] = typer.Argument(None, help="Infrared (or CT/PET/SPECT) image."),
     vi: Optional[Path] = typer.Argument(None, help="Visible (or MRI) image."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (one pair) or folder (folders)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (one pair; an existing folder DIR means DIR/<IR stem>.png) or folder (folders). Never an input."),
     ir_dir: Optional[Path] = typer.Option(None, "--ir", help="Folder of infrared images."),
     vi_dir: Optional[Path] = typer.Option(None, "--vi", help="Folder of visible images (paired by file stem)."),
     method: str = typer.Option("emma", "--method", "-m", help="Fusion method (see `emma methods`)."),
@@ -45,15 +46,12 @@ def fuse_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
     bits: int = typer.Option(8, "--bits", help="Output bit depth: 8 or 16 (16: gray PNG/TIFF)."),
     precision: str = typer.Option("fp32", "--precision", help="Network arithmetic: fp32, bf16 (faster CPUs with AVX-512 BF16), fp16 (GPU)."),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime (pip install 'emma-fusion[onnx]')."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime (pip install 'emma-fusion\\[onnx]')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in folder mode."),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Folder mode: pairs in flight at once, sharing the threads (default 2, or 1 with --threads 1; 1: one at a time)."),
 ) -> None:
     """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
-    from ..api import fuse_files, fuse_folder
-
-    if bits not in (8, 16):
-        raise EmmaError("--bits must be 8 or 16")
+    _check_options(bits, tile, threads, precision, device)
     opts = dict(color=color.value, color_source=color_source.value, normalize=normalize.value, bits=bits)
     mopts = dict(method=method, device=device)
     if method == "emma":
@@ -64,25 +62,46 @@ def fuse_command(
         ir_dir, vi_dir = ir_dir or ir, vi_dir or vi
         if not (ir_dir and vi_dir and out):
             raise EmmaError("folder mode needs --ir DIR --vi DIR --out DIR")
-        from ..api import resolve_method
-
-        fm = resolve_method(None, **mopts)
-        rep = fuse_folder(ir_dir, vi_dir, out, fm, overwrite=overwrite, streams=streams, **opts)
-        for name in rep.unpaired:
-            typer.echo(f"warning: no partner for {name}", err=True)
-        typer.echo(f"{len(rep.written)} written, {len(rep.skipped)} skipped (exist; --overwrite to redo), "
-                   f"{len(rep.unpaired)} unpaired, {len(rep.failed)} failed -> {out}")
-        if rep.failed:
-            for stem, msg in rep.failed.items():
-                typer.echo(f"error: {stem}: {msg}", err=True)
-            sys.exit(1)
+        with exit_on_interrupt("nothing written"):
+            _fuse_folders(ir_dir, vi_dir, out, mopts, opts, overwrite, streams)
         return
     if not (ir and vi and out):
         raise EmmaError("give IR VI -o OUT for one pair, or --ir DIR --vi DIR --out DIR for folders")
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         out = out / f"{ir.stem}.png"
-    path = fuse_files(ir, vi, out, **opts, **mopts)
+    from ..api import fuse_files
+
+    with exit_on_interrupt("nothing written"):
+        path = fuse_files(ir, vi, out, **opts, **mopts)
     typer.echo(str(path))
+
+
+def _check_options(bits: int, tile: int, threads: Optional[int], precision: str, device: str) -> None:
+    """Refuse bad option values up front with a one-line :class:`EmmaError`."""
+    if bits not in (8, 16):
+        raise EmmaError("--bits must be 8 or 16")
+    if tile < 0 or (tile and (tile % 8 or tile <= 128)):
+        raise EmmaError(f"--tile must be 0 (no tiling) or a multiple of 8 above 128, e.g. 512 or 1024 (got {tile})")
+    if threads is not None and threads < 1:
+        raise EmmaError(f"--threads must be at least 1 (got {threads})")
+    if precision == "fp16" and device == "cpu":
+        raise EmmaError("--precision fp16 needs --device cuda; on the CPU use fp32 or bf16")
+
+
+def _fuse_folders(ir_dir: Path, vi_dir: Path, out: Path, mopts: dict, opts: dict, overwrite: bool,
+                  streams: Optional[int]) -> None:
+    """Folder mode: fuse, print the summary and each problem once; exit 1 when a pair failed."""
+    from ..api import fuse_folder, resolve_method
+
+    rep = fuse_folder(ir_dir, vi_dir, out, resolve_method(None, **mopts), overwrite=overwrite, streams=streams, **opts)
+    for name in rep.unpaired:
+        typer.echo(f"warning: no partner for {name}", err=True)
+    typer.echo(f"{len(rep.written)} written, {len(rep.skipped)} skipped (exist; --overwrite to redo), "
+               f"{len(rep.unpaired)} unpaired, {len(rep.failed)} failed -> {out}")
+    if rep.failed:
+        for stem, msg in rep.failed.items():
+            typer.echo(f"error: {stem}: {msg}", err=True)
+        sys.exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,11 @@ from typing import Optional
 
 import typer
 
+from ..errors import Interrupted
+from .common import exit_on_interrupt
+
+_LIST_AT_MOST = 10  # per kind of excluded image on stderr; the JSON lists them all
+
 _METRICS_HELP = (
     "Comma-separated metric names or groups. Groups: cddfuse (default: EN,SD,SF,AG,MI,SCD,VIF,Qabf,"
     "SSIM,MSE,PSNR,CC), emma (EN,SD,SF,AG,SCD,VIF), primary (+Nabf,MS_SSIM,FMI_pixel,FMI_dct,"
@@ -25,18 +30,54 @@ def metrics_command(
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: CPU count)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Score fused images with the fusion metrics, exactly as the CDDFuse evaluator computes them."""
-    from rich.console import Console
-    from rich.table import Table
+    """Score fused images with the fusion metrics, exactly as the CDDFuse evaluator computes them.
 
-    from ..metrics import HIGHER_IS_BETTER, score_folder
+    Images that cannot be scored are listed (stderr and --json) and the rest are scored; the exit
+    code is then 1.
+    """
+    from ..metrics import score_folder
     from ..metrics.dataset import write_csv, write_json
 
-    result = score_folder(ir_dir, vi_dir, fused_dir, names=metrics, workers=workers, progress=progress)
+    _check_outputs(ir_dir, vi_dir, fused_dir, json_out, csv_out)
+    with exit_on_interrupt("nothing scored; no files written"):
+        try:
+            result = score_folder(ir_dir, vi_dir, fused_dir, names=metrics, workers=workers,
+                                  progress=progress, keep_going=True)
+        except Interrupted as e:
+            raise Interrupted(f"{e}; no files written") from None
     if json_out:
         write_json(result, json_out)
     if csv_out:
         write_csv(result, csv_out)
+    _print_table(result, fused_dir)
+    failed = _report_excluded(result["excluded_images"])
+    for path in (json_out, csv_out):
+        if path:
+            typer.echo(f"wrote {path}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _check_outputs(ir_dir: Path, vi_dir: Path, fused_dir: Path, *outs: Optional[Path]) -> None:
+    """Before scoring: the --json/--csv files must not be input images and their folders writable."""
+    from ..io import check_not_input, ensure_writable_dir, list_images
+
+    outs = [p for p in outs if p]
+    if not outs:
+        return
+    inputs = [p for d in (ir_dir, vi_dir, fused_dir) if d.is_dir() for p in list_images(d).values()]
+    for path in outs:
+        check_not_input(path, inputs)
+        ensure_writable_dir(path.parent)
+
+
+def _print_table(result: dict, fused_dir: Path) -> None:
+    """The table of dataset means on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..metrics import HIGHER_IS_BETTER
+
     n = len(result["per_image"])
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False,
                   title=f"{n} image(s) from {fused_dir}", title_justify="left")
@@ -51,9 +92,17 @@ def metrics_command(
     Console(width=120, soft_wrap=True).print(table)
     if any(result["excluded"].values()):
         typer.echo("left out: images whose value is NaN or infinite (e.g. CC of a constant image)", err=True)
-    for path in (json_out, csv_out):
-        if path:
-            typer.echo(f"wrote {path}", err=True)
+
+
+def _report_excluded(skipped: dict) -> int:
+    """List images not scored on stderr (a few of each kind); returns how many failed."""
+    for kind, label in (("missing", "warning: not scored"), ("failed", "error: cannot score")):
+        items = list(skipped[kind].items())
+        for stem, why in items[:_LIST_AT_MOST]:
+            typer.echo(f"{label} {stem}: {why}", err=True)
+        if len(items) > _LIST_AT_MOST:
+            typer.echo(f"{label}: {len(items) - _LIST_AT_MOST} more (all are listed in --json)", err=True)
+    return len(skipped["failed"])
 
 
 def register(app: typer.Typer) -> None:

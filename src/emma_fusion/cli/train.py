@@ -77,17 +77,11 @@ def _announce_resume(cfg: Any, resume: bool) -> None:
 
 def _run(train: Any, cfg: Any, resume: bool) -> Any:
     """Run a training function; Ctrl-C or SIGTERM saves a checkpoint and exits with code 130."""
-    from ..train.loop import TrainingInterrupted
+    from .common import exit_on_interrupt
 
     _announce_resume(cfg, resume)
-    try:
+    with exit_on_interrupt("before training started; nothing new saved"):
         return train(cfg, resume=resume)
-    except TrainingInterrupted as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted before training started; nothing new saved", err=True)
-        raise typer.Exit(130) from None
 
 
 def sensing_command(

@@ -8,20 +8,23 @@ import json
 import logging
 import math
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import cv2
 from tqdm import tqdm
 
-from ..errors import EmmaError
+from ..errors import EmmaError, Interrupted
+from ..inference import sigint_deferred
 from ..io import atomic_write, list_images
 from .core import compute
 from .reading import read_metric_image
 from .registry import resolve_names
 
-__all__ = ["dataset_mean", "pair_folders", "score_folder", "write_json", "write_csv"]
+__all__ = ["dataset_mean", "pair_folders", "missing_stems", "score_folder", "write_json", "write_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +55,32 @@ def pair_folders(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike,
                  fused_dir: str | os.PathLike) -> dict[str, tuple[Path, Path, Path]]:
     """Map stem -> (fused, ir, vi) paths for the stems present in all three folders (sorted).
 
-    Stems missing from one folder are logged as a warning; none in common raises :class:`EmmaError`.
+    Stems missing from a folder are logged (INFO; :func:`missing_stems` lists them); none in
+    common raises :class:`EmmaError`.
     """
     ir, vi, fu = list_images(ir_dir), list_images(vi_dir), list_images(fused_dir)
     common = sorted(set(fu) & set(ir) & set(vi))
     if not common:
         raise EmmaError(f"no image stem is present in all of {fused_dir}, {ir_dir} and {vi_dir}")
-    no_src = sorted(set(fu) - set(common))
-    no_fused = sorted((set(ir) & set(vi)) - set(common))
-    if no_src:
-        log.warning("%d fused image(s) without both sources skipped, e.g. %s", len(no_src), no_src[0])
-    if no_fused:
-        log.warning("%d source pair(s) without a fused image skipped, e.g. %s", len(no_fused), no_fused[0])
+    for stem, why in _missing(ir, vi, fu).items():
+        log.info("%s skipped: %s", stem, why)
     return {s: (fu[s], ir[s], vi[s]) for s in common}
+
+
+def _missing(ir: Mapping, vi: Mapping, fu: Mapping) -> dict[str, str]:
+    """stem -> which of the three folders lack it, for stems present in some but not all."""
+    out = {}
+    for stem in sorted(set(ir) | set(vi) | set(fu)):
+        lacks = [what for what, d in (("fused", fu), ("infrared", ir), ("visible", vi)) if stem not in d]
+        if lacks:
+            out[stem] = "no " + ", no ".join(lacks) + " image"
+    return out
+
+
+def missing_stems(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike,
+                  fused_dir: str | os.PathLike) -> dict[str, str]:
+    """Stems found in some of the three folders but not all, with what is missing (sorted)."""
+    return _missing(list_images(ir_dir), list_images(vi_dir), list_images(fused_dir))
 
 
 def _score_one(stem: str, paths: tuple[Path, Path, Path], names: list[str]) -> tuple[str, dict[str, float]]:
@@ -77,17 +93,54 @@ def _score_one(stem: str, paths: tuple[Path, Path, Path], names: list[str]) -> t
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core; no nested threading
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def _take(stem: str, get, per_image: Scores, failed: dict[str, str], keep_going: bool) -> None:
+    """Store the values ``get()`` returns as ``(stem, values)``, or (``keep_going``) why it failed."""
+    try:
+        per_image[stem] = get()[1]
+    except Exception as e:
+        if not keep_going:
+            raise
+        msg = str(e) if isinstance(e, EmmaError) else f"{type(e).__name__}: {e}"
+        failed[stem] = msg.removeprefix(f"{stem}: ").splitlines()[0] if msg else type(e).__name__
+        log.info("%s not scored: %s", stem, failed[stem])
+
+
+def _score_all(jobs: Mapping, wanted: list[str], n_workers: int, bar, failed: dict[str, str],
+               keep_going: bool, per_image: Scores) -> None:
+    """Score every job into ``per_image`` (in this process, or a pool of ``n_workers``)."""
+    if n_workers == 1:
+        for stem, paths in jobs.items():
+            _take(stem, partial(_score_one, stem, paths, wanted), per_image, failed, keep_going)
+            bar.update()
+        return
+    with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker) as pool:
+        futures = {pool.submit(_score_one, s, p, wanted): s for s, p in jobs.items()}
+        try:
+            for fut in as_completed(futures):
+                _take(futures[fut], fut.result, per_image, failed, keep_going)
+                bar.update()
+        except BaseException:
+            with sigint_deferred():  # let the workers finish their image and exit
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def score_folder(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike, fused_dir: str | os.PathLike,
                  names: str | Iterable[str] | None = None, workers: int | None = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, keep_going: bool = False) -> dict:
     """Score every fused image of a folder against its sources, paired by file stem.
 
     Returns ``{"per_image": {stem: {metric: value}}, "mean": {metric: value},
-    "excluded": {metric: count}}`` (means over finite values, see :func:`dataset_mean`).
+    "excluded": {metric: count}, "excluded_images": {"failed": {stem: reason},
+    "missing": {stem: reason}}}`` (means over finite values, see :func:`dataset_mean`;
+    ``missing``: stems not in all three folders).
     ``workers``: processes (default: CPU count, at most one per image; 1 runs in this process).
-    ``progress`` shows a tqdm bar on stderr.
+    ``progress`` shows a tqdm bar on stderr. An image that cannot be scored raises, unless
+    ``keep_going``: then it is listed in ``failed`` and the others are scored.
+    On Ctrl-C, raises :class:`~emma_fusion.errors.Interrupted` saying how many were scored.
     """
     wanted = resolve_names(names)
     jobs = pair_folders(ir_dir, vi_dir, fused_dir)
@@ -95,25 +148,17 @@ def score_folder(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike, fused_dir
     if n_workers < 1:
         raise EmmaError("--workers must be at least 1")
     per_image: Scores = {}
+    failed: dict[str, str] = {}
     with tqdm(total=len(jobs), desc="metrics", unit="img", disable=not progress) as bar:
-        if n_workers == 1:
-            for stem, paths in jobs.items():
-                per_image[stem] = _score_one(stem, paths, wanted)[1]
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker) as pool:
-                futures = [pool.submit(_score_one, s, p, wanted) for s, p in jobs.items()]
-                try:
-                    for fut in as_completed(futures):
-                        stem, vals = fut.result()
-                        per_image[stem] = vals
-                        bar.update()
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-    per_image = {s: per_image[s] for s in jobs}
+        try:
+            _score_all(jobs, wanted, n_workers, bar, failed, keep_going, per_image)
+        except KeyboardInterrupt:
+            raise Interrupted(f"{len(per_image)} of {len(jobs)} image(s) scored") from None
+    per_image = {s: per_image[s] for s in jobs if s in per_image}
     mean, excluded = dataset_mean(per_image, wanted)
-    return {"per_image": per_image, "mean": mean, "excluded": excluded}
+    skipped = {"failed": {s: failed[s] for s in jobs if s in failed},
+               "missing": missing_stems(ir_dir, vi_dir, fused_dir)}
+    return {"per_image": per_image, "mean": mean, "excluded": excluded, "excluded_images": skipped}
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -126,6 +171,7 @@ def write_json(result: Mapping, path: str | os.PathLike) -> Path:
         "per_image": {s: {m: _finite_or_none(v) for m, v in vals.items()} for s, vals in result["per_image"].items()},
         "mean": {m: _finite_or_none(v) for m, v in result["mean"].items()},
         "excluded": dict(result["excluded"]),
+        "excluded_images": result.get("excluded_images", {"failed": {}, "missing": {}}),
     }
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

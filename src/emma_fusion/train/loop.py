@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import EmmaError
+from ..errors import EmmaError, Interrupted
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import StageConfig, save_config
 
@@ -44,11 +44,11 @@ class StopTraining(EmmaError):
     """Raised by a monitor hook to end training early (with a one-line reason)."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C or SIGTERM stopped a run; ``step`` is the step of the checkpoint saved on the way out."""
 
     def __init__(self, step: int, out: Path) -> None:
-        super().__init__(f"interrupted: checkpoint saved at step {step} in {out}; re-run with --resume to continue")
+        super().__init__(f"checkpoint saved at step {step} in {out}; re-run with --resume to continue")
         self.step, self.out = step, out
 
 
