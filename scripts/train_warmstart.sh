@@ -5,9 +5,11 @@
 #   DATA_ROOT holds MSRS/train, RoadScene/train and LLVIP/train (ir/, vi/). Training splits only:
 #   no test pair is read. RUN_DIR receives val/ (links to held-in validation pairs), fusion/ (the run).
 #   Re-running the same command resumes the run from its latest checkpoint.
-#   Environment: THREADS (torch threads, default 1), SEED (default 0).
+#   Environment: THREADS (torch threads, default 1), SEED (default 0), LLVIP_WEIGHT (per-pair weight of
+#   LLVIP/train, default 4; 0 leaves LLVIP out), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
+#   VAL_EVERY (steps between validations, default 500).
 set -euo pipefail
-DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-4000}
+DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
 # Held-in validation pairs (fixed, night included): best-by-validation selection reads them.
 for p in MSRS/train/00003N.png MSRS/train/00881N.png MSRS/train/00001D.png \
@@ -16,7 +18,9 @@ for p in MSRS/train/00003N.png MSRS/train/00881N.png MSRS/train/00001D.png \
     ln -sf "$(realpath "$DATA/$(dirname "$p")/$m/$(basename "$p")")" "$RUN/val/$m/$(echo "$p" | tr / _)"
   done
 done
-# Each data set is drawn about equally often: MSRS 12 pairs x 14, RoadScene 171 x 1, LLVIP 32 x 4.
+# MSRS 12 pairs x 14 and RoadScene 171 x 1 are drawn about equally often; LLVIP 32 x 4 a little less.
+LLVIP_SET=""
+[ "${LLVIP_WEIGHT:-4}" != 0 ] && LLVIP_SET="{ root = \"$DATA/LLVIP/train\", weight = ${LLVIP_WEIGHT:-4} },"
 cat > "$RUN/warmstart.toml" <<TOML
 preset = "warmstart"
 
@@ -25,13 +29,14 @@ out = "$RUN/fusion"
 steps = $STEPS
 threads = ${THREADS:-1}
 seed = ${SEED:-0}
+${GRAD_WEIGHT:+content_grad_weight = $GRAD_WEIGHT}
 progress = false
 log_every = 10
-monitor = { val_dir = "$RUN/val", val_pairs = 6 }
+monitor = { val_dir = "$RUN/val", val_pairs = 6, val_every = ${VAL_EVERY:-500} }
 data = { sets = [
   { root = "$DATA/MSRS/train", weight = 14.0 },
   { root = "$DATA/RoadScene/train", weight = 1.0 },
-  { root = "$DATA/LLVIP/train", weight = 4.0 },
+  $LLVIP_SET
 ] }
 TOML
 RESUME=""

@@ -33,9 +33,21 @@ from torch import nn
 from .errors import EmmaError
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "content_loss", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "content_loss", "EmmaLoss", "LossOutput"]
 
-ABLATIONS = ("full", "I", "II", "III", "IV", "content")
+#: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
+ABLATION_TERMS: dict[str, tuple[str, ...]] = {
+    "full": ("sense_ir", "sense_vi", "equivariant"),
+    "I": ("sense_ir", "sense_vi"),
+    "II": ("plain_ir", "plain_vi", "equivariant"),
+    "III": ("plain_ir", "plain_vi"),
+    "IV": ("plain_ir", "plain_vi"),
+    "content": ("content",),
+}
+#: Ablations that apply the transform stack to the inputs as data augmentation.
+AUGMENTED_ABLATIONS = frozenset({"IV"})
+ABLATIONS = tuple(ABLATION_TERMS)
+_SENSING_TERMS = {"sense_ir", "sense_vi", "equivariant"}
 
 
 def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -112,25 +124,28 @@ class EmmaLoss(nn.Module):
         super().__init__()
         if ablation not in ABLATIONS:
             raise EmmaError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+        content_weight = float(content_weight) or (1.0 if ablation == "content" else 0.0)
+        self.term_names = ABLATION_TERMS[ablation] + (("content",) if content_weight > 0 and ablation != "content" else ())
         if self.needs_sensing(ablation) and (sense_ir is None or sense_vi is None):
             raise EmmaError(f"ablation {ablation!r} needs both pseudo-sensing nets A_i and A_v")
         self.fuser = fuser
         self.sense_ir = _freeze(sense_ir) if self.needs_sensing(ablation) else None
         self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
-        self.content_weight = float(content_weight) or (1.0 if ablation == "content" else 0.0)
-        self.content_grad_weight = float(content_grad_weight)
+        self.content_weight, self.content_grad_weight = content_weight, float(content_grad_weight)
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
+        self.weights = {"sense_ir": 1.0, "sense_vi": self.a1, "plain_ir": 1.0, "plain_vi": self.a1,
+                        "equivariant": self.a2, "content": self.content_weight}
 
     @staticmethod
     def needs_sensing(ablation: str) -> bool:
-        """Whether ``ablation`` uses A_i and A_v."""
-        return ablation in ("full", "I", "II")
+        """Whether ``ablation`` uses A_i and A_v (a sensing or an equivariant term)."""
+        return bool(set(ABLATION_TERMS.get(ablation, ())) & _SENSING_TERMS)
 
     @property
     def uses_transforms(self) -> bool:
         """Whether the loss takes a transform stack (equivariant term or augmentation)."""
-        return self.ablation in ("full", "II", "IV")
+        return "equivariant" in self.term_names or self.ablation in AUGMENTED_ABLATIONS
 
     def train(self, mode: bool = True) -> "EmmaLoss":
         super().train(mode)
@@ -139,27 +154,35 @@ class EmmaLoss(nn.Module):
                 a.eval()  # BatchNorm keeps its running statistics
         return self
 
+    # -- the terms: each maps (ir, vi, f, transforms) to an unweighted scalar ------------------------
+    def _sense_ir(self, ir, vi, f, transforms):
+        return sobel_l1(self.sense_ir(f), ir)
+
+    def _sense_vi(self, ir, vi, f, transforms):
+        return sobel_l1(self.sense_vi(f), vi)
+
+    def _plain_ir(self, ir, vi, f, transforms):
+        return self.plain(f, ir)
+
+    def _plain_vi(self, ir, vi, f, transforms):
+        return self.plain(f, vi)
+
+    def _content(self, ir, vi, f, transforms):
+        return content_loss(f, ir, vi, self.content_grad_weight)
+
+    def _equivariant(self, ir, vi, f, transforms):
+        if not transforms:
+            raise EmmaError(f"ablation {self.ablation!r} needs a transform stack")
+        f_t = apply_stack(f, transforms)
+        return sobel_l1(f_t, self.fuser(self.sense_ir(f_t), self.sense_vi(f_t)))
+
     def forward(self, ir: torch.Tensor, vi: torch.Tensor, transforms: Sequence[Transform] = ()) -> LossOutput:
-        if self.ablation == "IV":
+        if self.ablation in AUGMENTED_ABLATIONS:
             if not transforms:
-                raise EmmaError("ablation IV needs a transform stack (used as data augmentation)")
+                raise EmmaError(f"ablation {self.ablation} needs a transform stack (used as data augmentation)")
             ir, vi = apply_stack(ir, transforms), apply_stack(vi, transforms)
         f = self.fuser(ir, vi)
-        terms: dict[str, torch.Tensor] = {}
-        if self.ablation in ("full", "I"):
-            terms["sense_ir"] = sobel_l1(self.sense_ir(f), ir)
-            terms["sense_vi"] = self.a1 * sobel_l1(self.sense_vi(f), vi)
-        elif self.ablation != "content":
-            terms["plain_ir"] = self.plain(f, ir)
-            terms["plain_vi"] = self.a1 * self.plain(f, vi)
-        if self.content_weight > 0:
-            terms["content"] = self.content_weight * content_loss(f, ir, vi, self.content_grad_weight)
-        if self.ablation in ("full", "II"):
-            if not transforms:
-                raise EmmaError(f"ablation {self.ablation!r} needs a transform stack")
-            f_t = apply_stack(f, transforms)
-            refused = self.fuser(self.sense_ir(f_t), self.sense_vi(f_t))
-            terms["equivariant"] = self.a2 * sobel_l1(f_t, refused)
+        terms = {name: self.weights[name] * getattr(self, f"_{name}")(ir, vi, f, transforms) for name in self.term_names}
         total = torch.stack(list(terms.values())).sum()
         return LossOutput(total=total, terms={k: v.detach() for k, v in terms.items()}, fused=f)
 

@@ -187,10 +187,10 @@ def _validation_pairs(folder: str, n: int) -> list[tuple[np.ndarray, np.ndarray]
     """The first ``n`` pairs of ``folder/ir`` + ``folder/vi``, read in the metrics' convention."""
     if not folder or n <= 0:
         return []
-    from ..api import pair_folders
+    from ..io import pair_by_stem
     from ..metrics import read_metric_image
 
-    pairs, _ = pair_folders(Path(folder) / "ir", Path(folder) / "vi")
+    pairs, _ = pair_by_stem(Path(folder) / "ir", Path(folder) / "vi")
     if not pairs:
         raise EmmaError(f"no validation pairs in {folder}/ir and {folder}/vi")
     return [(read_metric_image(i), read_metric_image(v)) for _, i, v in pairs[:n]]
@@ -235,7 +235,7 @@ def _load_sensing(cfg: FusionConfig) -> dict[str, nn.Module] | None:
 
 def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
     d = cfg.data
-    if d.crop % UFuser.multiple or (cfg.ablation in ("full", "I", "II") and d.crop % 16):
+    if d.crop % UFuser.multiple or (EmmaLoss.needs_sensing(cfg.ablation) and d.crop % 16):
         raise EmmaError(f"the fusion crop must be a multiple of 16 (8 without sensing nets), not {d.crop}")
     return PairedCrops(d.sets, d.crop, min_contrast=d.min_contrast, max_tries=d.max_tries,
                        seed=seed, cache_mb=d.cache_mb, hflip=d.hflip)
