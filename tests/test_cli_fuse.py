@@ -191,3 +191,23 @@ def test_folder_streams_with_classical_methods(tmp_path, method):
     assert len(outs[0]) == len(outs[1]) == 3  # both runs wrote every pair
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_method_options_come_from_the_registry(tmp_path, capsys):
+    """Each method takes the options its registry entry lists; a network-only option with a classical
+    method is refused in one line, before anything is read or written."""
+    from emma_fusion.methods.base import method_info
+
+    assert {"weights", "tile", "precision", "backend", "threads", "device"} <= method_info("emma").options
+    assert "weights" not in method_info("gff").options and "device" in method_info("gff").options
+    rng = np.random.default_rng(4)
+    write_image(tmp_path / "ir.png", rng.random((24, 32), dtype=np.float32))
+    write_image(tmp_path / "vi.png", rng.random((24, 32), dtype=np.float32))
+    for flag, value in (("--weights", "x.safetensors"), ("--tile", "512"), ("--precision", "bf16")):
+        code, _, err = run(capsys, "fuse", tmp_path / "ir.png", tmp_path / "vi.png", "-o", tmp_path / "f.png",
+                           "--method", "gff", flag, value)
+        assert code == 2 and f"{flag} does not apply to --method gff" in err
+    assert not (tmp_path / "f.png").exists()
+    code, _, _ = run(capsys, "fuse", tmp_path / "ir.png", tmp_path / "vi.png", "-o", tmp_path / "f.png",
+                     "--method", "gff", "--threads", "1")
+    assert code == 0 and (tmp_path / "f.png").is_file()

@@ -5,29 +5,24 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 
+from ..api import Color, Normalize
+from ..api import ColorSource as _ColorSource
 from ..errors import EmmaError
 from .common import exit_on_interrupt
 
 
-class ColorMode(str, Enum):
-    ycbcr = "ycbcr"
-    gray = "gray"
+def _choices(name: str, literal) -> type[Enum]:
+    """A str Enum (what typer shows as choices) from one of the API's Literal types."""
+    return Enum(name, {v: v for v in get_args(literal)}, type=str)
 
 
-class ColorSource(str, Enum):
-    auto = "auto"
-    vi = "vi"
-    ir = "ir"
-    none = "none"
-
-
-class NormalizeMode(str, Enum):
-    minmax = "minmax"
-    clip = "clip"
+ColorMode = _choices("ColorMode", Color)
+ColorSource = _choices("ColorSource", _ColorSource)
+NormalizeMode = _choices("NormalizeMode", Normalize)
 
 
 def fuse_command(
@@ -42,22 +37,19 @@ def fuse_command(
     color: ColorMode = typer.Option(ColorMode.ycbcr, "--color", help="ycbcr: keep the colour source's chroma; gray: luma only."),
     color_source: ColorSource = typer.Option(ColorSource.auto, "--color-source", help="Input that gives the colour (auto: the colour one)."),
     normalize: NormalizeMode = typer.Option(NormalizeMode.minmax, "--normalize", help="minmax (authors' convention) or clip."),
-    tile: int = typer.Option(1024, "--tile", help="Tile side for large images (0: never tile)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile side for large images (0: never tile; default 1024)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the network."),
     bits: int = typer.Option(8, "--bits", help="Output bit depth: 8 or 16 (16: gray PNG/TIFF)."),
-    precision: str = typer.Option("fp32", "--precision", help="Network arithmetic: fp32, bf16 (faster CPUs with AVX-512 BF16), fp16 (GPU)."),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnxruntime (pip install 'emma-fusion\\[onnx]')."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Network arithmetic: fp32 (default), bf16 (faster CPUs with AVX-512 BF16), fp16 (GPU)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="torch (default) or onnxruntime (pip install 'emma-fusion\\[onnx]')."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in folder mode."),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Folder mode: pairs in flight at once, sharing the threads (default 2, or 1 with --threads 1; 1: one at a time)."),
 ) -> None:
     """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
     _check_options(bits, tile, threads, precision, device)
     opts = dict(color=color.value, color_source=color_source.value, normalize=normalize.value, bits=bits)
-    mopts = dict(method=method, device=device)
-    if method == "emma":
-        mopts.update(weights=weights, tile=tile, threads=threads, precision=precision, backend=backend)
-    elif weights:
-        raise EmmaError("--weights only applies to --method emma")
+    mopts = _method_options(method, device=device, threads=threads,
+                            specific=dict(weights=weights, tile=tile, precision=precision, backend=backend))
     if ir_dir or vi_dir or (ir and ir.is_dir()):
         ir_dir, vi_dir = ir_dir or ir, vi_dir or vi
         if not (ir_dir and vi_dir and out):
@@ -76,11 +68,25 @@ def fuse_command(
     typer.echo(str(path))
 
 
-def _check_options(bits: int, tile: int, threads: Optional[int], precision: str, device: str) -> None:
+def _method_options(method: str, device: str, threads: Optional[int], specific: dict) -> dict:
+    """The options ``method`` takes, from its registry entry: device and threads where it takes them,
+    and each method-specific option the user gave (one it does not take is an error)."""
+    from ..methods.base import method_info
+
+    takes = method_info(method).options
+    given = {k: v for k, v in specific.items() if v is not None}
+    for key in given:
+        if key not in takes:
+            raise EmmaError(f"--{key} does not apply to --method {method}")
+    common = {k: v for k, v in dict(device=device, threads=threads).items() if k in takes and v is not None}
+    return {"method": method, **common, **given}
+
+
+def _check_options(bits: int, tile: Optional[int], threads: Optional[int], precision: str, device: str) -> None:
     """Refuse bad option values up front with a one-line :class:`EmmaError`."""
     if bits not in (8, 16):
         raise EmmaError("--bits must be 8 or 16")
-    if tile < 0 or (tile and (tile % 8 or tile <= 128)):
+    if tile is not None and (tile < 0 or (tile and (tile % 8 or tile <= 128))):
         raise EmmaError(f"--tile must be 0 (no tiling) or a multiple of 8 above 128, e.g. 512 or 1024 (got {tile})")
     if threads is not None and threads < 1:
         raise EmmaError(f"--threads must be at least 1 (got {threads})")

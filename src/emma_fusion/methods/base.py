@@ -13,6 +13,7 @@ use it. Colour, padding for networks and output scaling are handled outside, onc
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
@@ -20,7 +21,7 @@ import torch
 
 from ..errors import EmmaError
 
-__all__ = ["FusionMethod", "MethodInfo", "register_method", "get_method", "list_methods"]
+__all__ = ["FusionMethod", "MethodInfo", "register_method", "get_method", "list_methods", "method_info"]
 
 
 @runtime_checkable
@@ -41,6 +42,13 @@ class MethodInfo:
     description: str
     reference: str
     aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def options(self) -> frozenset[str]:
+        """The keyword options the method's factory takes (e.g. ``weights``, ``tile`` for the network)."""
+        params = inspect.signature(self.factory).parameters.values()
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return frozenset(p.name for p in params if p.kind in kinds)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -66,12 +74,18 @@ def _load_builtin() -> None:
     from . import classical  # noqa: F401
 
 
-def get_method(name: str, **options) -> FusionMethod:
-    """Build the registered method ``name`` (case-insensitive) with ``options``."""
+def method_info(name: str) -> MethodInfo:
+    """The registry entry of method ``name`` (case-insensitive); :class:`EmmaError` if unknown."""
     _load_builtin()
     info = _REGISTRY.get(name.lower())
     if info is None:
         raise EmmaError(f"unknown method {name!r}; known: {', '.join(m.name for m in list_methods())}")
+    return info
+
+
+def get_method(name: str, **options) -> FusionMethod:
+    """Build the registered method ``name`` (case-insensitive) with ``options``."""
+    info = method_info(name)
     try:
         return info.factory(**options)
     except TypeError as e:
