@@ -1,0 +1,67 @@
+"""Plot a training run's loss and validation curves from its ``log.jsonl``.
+
+    python scripts/plot_run.py runs/ws/fusion/log.jsonl docs/MODEL_CARD_curves.png \
+        --metrics VIF Qabf TCR --title "emma-default: content warm start"
+
+Left: the training loss (each logged step, and a running mean over 20 records); right: the
+validation metrics named by ``--metrics`` at every validation step (``monitor.val_dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_log(path: Path) -> tuple[list[dict], list[dict]]:
+    """The step records and the records that carry validation scores."""
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in recs if r.get("type") == "step"], [r for r in recs if "validation" in r]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("log", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--metrics", nargs="+", default=["VIF", "Qabf", "TCR"])
+    ap.add_argument("--title", default="")
+    args = ap.parse_args(argv)
+    steps, vals = read_log(args.log)
+    if not steps:
+        print(f"error: no step records in {args.log}", file=sys.stderr)
+        return 2
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    x = np.array([r["step"] for r in steps])
+    y = np.array([r["loss"] for r in steps])
+    ax1.plot(x, y, color="0.75", linewidth=0.8, label="loss")
+    k = min(20, len(y))
+    ax1.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), color="C0", label=f"mean of {k}")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss")
+    ax1.legend(frameon=False)
+    for m in args.metrics:
+        pts = [(r["step"], r["validation"][m]) for r in vals if m in r["validation"]]
+        if pts:
+            ax2.plot(*zip(*pts), marker="o", markersize=3, label=m)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("validation (held-in pairs)")
+    ax2.legend(frameon=False)
+    if args.title:
+        fig.suptitle(args.title)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

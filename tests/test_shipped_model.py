@@ -1,0 +1,51 @@
+"""The shipped model on real night pairs: warm targets stay visible, and it beats plain averaging.
+
+This guards against the failure of an earlier shipped model (issue 15): on MSRS night scenes it
+kept 0.37 of the pedestrians' contrast (TCR) while averaging keeps far more. Scored as the paper
+scores: gray inputs, output min-max normalised and saved as 8-bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import emma_fusion
+from conftest import shared_path
+from emma_fusion.metrics import compute, quantize_fused, read_metric_image
+from emma_fusion.weights import packaged_models
+
+NIGHT = ["00004N", "00016N", "00028N", "00040N"]  # MSRS test pairs with pedestrians at night
+
+
+@pytest.fixture(scope="module")
+def night_scores():
+    if not packaged_models():
+        pytest.skip("no shipped model in this checkout")
+    root = shared_path("data", "MSRS", "test")
+    model = emma_fusion.load_model("emma-default")
+    out = {"emma": [], "average": []}
+    for stem in NIGHT:
+        ir = read_metric_image(root / "ir" / f"{stem}.png")
+        vi = read_metric_image(root / "vi" / f"{stem}.png")
+        fused = {"emma": emma_fusion.fuse(ir / 255.0, vi / 255.0, model, color="gray", threads=1),
+                 "average": emma_fusion.fuse(ir / 255.0, vi / 255.0, method="average", color="gray")}
+        for name, f in fused.items():
+            out[name].append(compute(quantize_fused(f), ir, vi, ["TCR", "VIF", "Qabf"]))
+    return out
+
+
+def _mean(rows, key):
+    return float(np.mean([r[key] for r in rows]))
+
+
+def test_warm_targets_are_kept_at_night(night_scores):
+    tcr = [r["TCR"] for r in night_scores["emma"]]
+    assert min(tcr) >= 0.75, tcr  # the shipped model: 0.90-1.07 on these pairs (docs/RESULTS.md)
+    assert np.mean(tcr) >= 0.9, tcr  # issue 15's target for MSRS night pairs
+    assert np.mean(tcr) > _mean(night_scores["average"], "TCR")
+
+
+def test_better_than_averaging_on_vif_and_qabf(night_scores):
+    for key in ("VIF", "Qabf"):
+        assert _mean(night_scores["emma"], key) > _mean(night_scores["average"], key), key
