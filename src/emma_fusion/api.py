@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .core import Normalize, fuse_luma, normalize_output
 from .errors import EmmaError, Interrupted
 from .inference import thread_streams
 from .io import (IMAGE_SUFFIXES, ImageLike, check_not_input, ensure_writable_dir, is_pseudo_color, pair_by_stem,
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 Color = Literal["ycbcr", "gray"]
 ColorSource = Literal["auto", "vi", "ir", "none"]
-Normalize = Literal["minmax", "clip"]
 
 
 def resolve_method(
@@ -53,21 +53,6 @@ def resolve_method(
     raise EmmaError(f"cannot fuse with a {type(model).__name__}")
 
 
-def normalize_output(fused: np.ndarray, mode: Normalize = "minmax") -> np.ndarray:
-    """Scale a fused (H, W) array to [0, 1].
-
-    ``minmax`` stretches each image to the full range as the authors' test script does before
-    saving (published metric values are computed on such files); a flat image is only clipped.
-    ``clip`` keeps the network's own intensities.
-    """
-    if mode not in ("minmax", "clip"):
-        raise EmmaError(f"unknown normalisation {mode!r}; use minmax or clip")
-    lo, hi = float(fused.min()), float(fused.max())
-    if mode == "minmax" and hi - lo > 1e-12:
-        return ((fused - lo) / (hi - lo)).astype(np.float32)
-    return np.clip(fused, 0, 1).astype(np.float32)
-
-
 def _color_source(ir: np.ndarray, vi: np.ndarray, source: ColorSource) -> np.ndarray | None:
     if source == "none":
         return None
@@ -77,10 +62,6 @@ def _color_source(ir: np.ndarray, vi: np.ndarray, source: ColorSource) -> np.nda
     if arr is None:
         raise EmmaError(f"unknown colour source {source!r}; use auto, vi, ir or none")
     return arr if arr.ndim == 3 else None
-
-
-def _as_tensor(gray: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
 
 
 def _check_options(color: str, normalize: str) -> None:
@@ -130,12 +111,7 @@ def fuse(
     ycc = None if src is None else rgb_to_ycbcr(src)
     luma = [ycc[..., 0] if a is src else to_gray(a) for a in (ir_a, vi_a)]
     fm = resolve_method(model, method, **options)
-    with torch.inference_mode():
-        out = fm(_as_tensor(luma[0]), _as_tensor(luma[1]), key=key)
-    fused = out[0, 0].float().cpu().numpy()
-    if not np.all(np.isfinite(fused)):
-        raise EmmaError(f"{getattr(fm, 'name', 'method')} produced NaN or infinite values")
-    fused = normalize_output(fused, normalize)
+    fused = fuse_luma(fm, luma[0], luma[1], normalize=normalize, key=key)
     if ycc is None:
         return fused
     ycc[..., 0] = fused

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from .core import fuse_luma
 from .errors import EmmaError
 from .io import atomic_write, pair_by_stem, read_image, to_gray, write_image
 from .methods.base import FusionMethod, get_method
@@ -207,11 +207,7 @@ def _fuse_pair(
     ir, vi = _load_gray(ir_path), _load_gray(vi_path)
     if ir.shape != vi.shape:
         raise EmmaError(f"pair {stem}: infrared is {ir.shape[1]}x{ir.shape[0]}, visible is {vi.shape[1]}x{vi.shape[0]}")
-    ir_t, vi_t = torch.from_numpy(ir)[None, None], torch.from_numpy(vi)[None, None]
     for name, fm, target in todo:
-        with torch.inference_mode():
-            fused = fm(ir_t, vi_t, key=stem)[0, 0].float().cpu().numpy()
-        if not np.all(np.isfinite(fused)):
-            raise EmmaError(f"{name} produced NaN or infinite values on {stem}")
-        write_image(target, np.clip(fused, 0.0, 1.0), bits=8)
+        fused = fuse_luma(fm, ir, vi, normalize="clip", key=stem, label=name)
+        write_image(target, fused, bits=8)
         reports[name].written.append(stem)

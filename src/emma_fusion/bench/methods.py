@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Code whose source decides a built-in method's output (its hash is part of the cache key):
 #: ``module`` (a package: every ``.py`` below it) or ``module:function``.
-_SHARED_CODE = ("emma_fusion.api:fuse", "emma_fusion.api:normalize_output", "emma_fusion.io:to_array",
+_SHARED_CODE = ("emma_fusion.api:fuse", "emma_fusion.core", "emma_fusion.io:to_array",
                 "emma_fusion.io:_pil_to_array", "emma_fusion.io:read_image", "emma_fusion.io:to_gray",
                 "emma_fusion.io:rgb_to_ycbcr", "emma_fusion.metrics.reading:quantize_fused")
 _NETWORK_CODE = ("emma_fusion.nets", "emma_fusion.inference", "emma_fusion.methods.network")

@@ -124,17 +124,17 @@ class ArtefactMonitor:
         """Mean metrics of the current U-Fuser on the validation pairs (empty without ``val_dir``)."""
         if not self.val_pairs:
             return {}
-        from ..api import normalize_output
+        from ..core import fuse_luma
         from ..inference import NetworkRunner
         from ..metrics import compute, quantize_fused
 
         runner = NetworkRunner(self.fuser, device=self.rt.device)
+        method = lambda i, v, key=None: runner(i, v)  # noqa: E731  (the FusionMethod call)
         totals: dict[str, list[float]] = {}
         for ir, vi in self.val_pairs:
-            t = lambda a: torch.from_numpy(a / 255.0).float()[None, None]  # noqa: E731
             with self.rt.autocast():
-                f = runner(t(ir), t(vi))[0, 0].float().numpy()
-            scores = compute(quantize_fused(normalize_output(f)), ir, vi, list(self.cfg.val_metrics))
+                f = fuse_luma(method, ir / 255.0, vi / 255.0, key="validation")
+            scores = compute(quantize_fused(f), ir, vi, list(self.cfg.val_metrics))
             for k, v in scores.items():
                 totals.setdefault(k, []).append(v)
         return {k: float(np.nanmean(v)) for k, v in totals.items()}

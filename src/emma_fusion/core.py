@@ -1,0 +1,56 @@
+"""The fusion core: one pair of luma images through a method, the output scaled to [0, 1].
+
+Every caller that fuses goes through :func:`fuse_luma`: the API (``emma fuse``, and through it
+``emma bench``), pseudo ground truth (``emma pseudo-gt``) and the trainer's validation. The method
+call, the check for non-finite output and the output scaling therefore exist once. Colour is not
+handled here; :mod:`emma_fusion.api` wraps it around this core.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from .errors import EmmaError
+
+__all__ = ["Normalize", "normalize_output", "fuse_luma"]
+
+Normalize = Literal["minmax", "clip"]
+
+
+def normalize_output(fused: np.ndarray, mode: Normalize = "minmax") -> np.ndarray:
+    """Scale a fused (H, W) array to [0, 1].
+
+    ``minmax`` stretches each image to the full range as the authors' test script does before
+    saving (published metric values are computed on such files); a flat image is only clipped.
+    ``clip`` keeps the network's own intensities.
+    """
+    if mode not in ("minmax", "clip"):
+        raise EmmaError(f"unknown normalisation {mode!r}; use minmax or clip")
+    lo, hi = float(fused.min()), float(fused.max())
+    if mode == "minmax" and hi - lo > 1e-12:
+        return ((fused - lo) / (hi - lo)).astype(np.float32)
+    return np.clip(fused, 0, 1).astype(np.float32)
+
+
+def _as_tensor(gray: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
+
+
+def fuse_luma(method: Callable[..., torch.Tensor], ir: np.ndarray, vi: np.ndarray, *, normalize: Normalize = "minmax",
+              key: str | None = None, label: str | None = None) -> np.ndarray:
+    """Fuse two (H, W) float luma images in [0, 1] with ``method``; return (H, W) float32 in [0, 1].
+
+    ``method`` follows the :class:`~emma_fusion.methods.base.FusionMethod` call,
+    ``method(ir, vi, key=key)`` on (1, 1, H, W) tensors. Raises :class:`EmmaError` when it returns
+    NaN or infinite values (``label``, default the method's name, and ``key`` say where).
+    """
+    with torch.inference_mode():
+        out = method(_as_tensor(ir), _as_tensor(vi), key=key)
+    fused = out[0, 0].float().cpu().numpy()
+    if not np.all(np.isfinite(fused)):
+        where = f" on {key}" if key else ""
+        raise EmmaError(f"{label or getattr(method, 'name', 'method')} produced NaN or infinite values{where}")
+    return normalize_output(fused, normalize)
