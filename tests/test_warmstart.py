@@ -169,3 +169,19 @@ def test_bad_schedule_is_a_clear_error(tmp_path):
     cfg = apply_overrides(cfg, {"steps": 1, "data.crop": 32, "monitor.every": 0, "progress": False})
     with pytest.raises(EmmaError, match="schedule"):
         train_fusion(cfg)
+
+
+def test_fine_tune_the_shipped_model_by_name(tmp_path):
+    """`--init-weights emma-default`: a user continues the shipped U-Fuser on their own pairs."""
+    from emma_fusion.weights import load_model, packaged_models
+
+    if "emma-default" not in packaged_models():
+        pytest.skip("no shipped model in this checkout")
+    root = _pairs(tmp_path / "train")
+    cfg = apply_overrides(preset("warmstart", "fusion"), {
+        "out": str(tmp_path / "run"), "batch": 1, "steps": 1, "progress": False, "threads": 1, "optim.lr": 1e-12,
+        "data.crop": 32, "data.min_contrast": 0.0, "monitor.every": 0, "init_weights": "emma-default"})
+    cfg.data.sets = [DatasetSpec(root=str(root))]
+    out = load_state(train_fusion(cfg))[0]
+    shipped = load_model("emma-default").state_dict()
+    assert max(float((out[k] - shipped[k]).abs().max()) for k in shipped) < 1e-6  # lr ~0: still the shipped weights

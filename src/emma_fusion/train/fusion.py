@@ -25,7 +25,7 @@ from ..errors import EmmaError
 from ..losses import EmmaLoss
 from ..nets import UFuser
 from ..transforms import TransformSampler
-from ..weights import load_model, load_state, load_weights_into, save_weights
+from ..weights import load_model, load_weights_into, save_weights
 from .config import FusionConfig
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
 from .sensing import GATE_FILE, SENSING_FILES
@@ -262,9 +262,9 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     data = _build_data(cfg, cfg.seed)
     torch.manual_seed(cfg.seed)
     fuser = UFuser()
-    if cfg.init_weights and not resume:
-        state, _ = load_state(cfg.init_weights)
-        load_weights_into(fuser, state, source=cfg.init_weights)
+    if cfg.init_weights and not resume:  # a weights file or a packaged model name (e.g. emma-default)
+        init = load_model(cfg.init_weights, arch="ufuser")
+        load_weights_into(fuser, init.state_dict(), source=cfg.init_weights)
         log.info("U-Fuser warm-started from %s", cfg.init_weights)
     if sense:
         for a in sense.values():
