@@ -7,7 +7,8 @@
 #   Re-running the same command resumes the run from its latest checkpoint.
 #   Environment: THREADS (torch threads, default 1), SEED (default 0), LLVIP_WEIGHT (per-pair weight of
 #   LLVIP/train, default 4; 0 leaves LLVIP out), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
-#   VAL_EVERY (steps between validations, default 500).
+#   VAL_EVERY (steps between validations, default 500), INIT (U-Fuser to continue from, e.g. emma-default:
+#   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -30,6 +31,8 @@ steps = $STEPS
 threads = ${THREADS:-1}
 seed = ${SEED:-0}
 ${GRAD_WEIGHT:+content_grad_weight = $GRAD_WEIGHT}
+${INIT:+init_weights = \"$INIT\"}
+${LR:+optim = { lr = $LR \}}
 progress = false
 log_every = 10
 monitor = { val_dir = "$RUN/val", val_pairs = 6, val_every = ${VAL_EVERY:-500} }
