@@ -67,12 +67,11 @@ def _announce_resume(cfg: Any, resume: bool) -> None:
     """Print the step a resumed run continues from."""
     if not resume:
         return
-    from ..train.checkpoint import latest_checkpoint
+    from ..train.checkpoint import checkpoint_step, latest_checkpoint
 
     ckpt = latest_checkpoint(Path(cfg.out))
     if ckpt is not None:
-        step = int(ckpt.name.rsplit("_", 1)[-1]) if ckpt.name.startswith("step_") else "?"
-        typer.echo(f"resuming {cfg.stage} from step {step} ({ckpt})", err=True)
+        typer.echo(f"resuming {cfg.stage} from step {checkpoint_step(ckpt)} ({ckpt})", err=True)
 
 
 def _run(train: Any, cfg: Any, resume: bool) -> Any:

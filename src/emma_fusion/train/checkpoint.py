@@ -97,13 +97,19 @@ def save_checkpoint(
     return final
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of checkpoint folder ``path`` (``step_00001000`` -> 1000), or None for another name."""
+    m = _STEP_DIR.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
 def _step_dirs(root: Path) -> list[tuple[int, Path]]:
     out = []
     if root.is_dir():
         for p in root.iterdir():
-            m = _STEP_DIR.match(p.name)
-            if m and p.is_dir() and (p / "state.pt").is_file():
-                out.append((int(m.group(1)), p))
+            step = checkpoint_step(p)
+            if step is not None and p.is_dir() and (p / "state.pt").is_file():
+                out.append((step, p))
     return sorted(out)
 
 

@@ -320,25 +320,23 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     return step, out
 
 
-def _stop_requested(stop: _StopRequest, rt: Runtime) -> bool:
-    """Whether any process was asked to stop (Ctrl-C / SIGTERM); every process agrees."""
+def _any_rank(flag: bool, rt: Runtime) -> bool:
+    """True when ``flag`` is true on any process (every process gets the same answer)."""
     if not rt.distributed:
-        return stop.hit
-    flag = torch.tensor([float(stop.hit)], device=rt.device)
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag.item())
+        return flag
+    t = torch.tensor([float(flag)], device=rt.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _stop_requested(stop: _StopRequest, rt: Runtime) -> bool:
+    """Whether any process was asked to stop (Ctrl-C / SIGTERM)."""
+    return _any_rank(stop.hit, rt)
 
 
 def _out_of_time(cfg: StageConfig, rt: Runtime, t_start: float) -> bool:
-    """True once ``cfg.max_seconds`` (0: no limit) have passed; every process agrees."""
-    if cfg.max_seconds <= 0:
-        return False
-    late = time.monotonic() - t_start > cfg.max_seconds
-    if not rt.distributed:
-        return late
-    flag = torch.tensor([float(late)], device=rt.device)
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag.item())
+    """True once ``cfg.max_seconds`` (0: no limit) have passed on any process."""
+    return cfg.max_seconds > 0 and _any_rank(time.monotonic() - t_start > cfg.max_seconds, rt)
 
 
 def _run_monitor(stage: Stage, step: int, jlog: JsonlLog) -> None:
