@@ -8,7 +8,8 @@
 #   Environment: THREADS (torch threads, default 1), SEED (default 0), LLVIP_WEIGHT (per-pair weight of
 #   LLVIP/train, default 4; 0 leaves LLVIP out), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
 #   VAL_EVERY (steps between validations, default 500), INIT (U-Fuser to continue from, e.g. emma-default:
-#   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's).
+#   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's),
+#   SIGNED (true: the content loss's signed texture term, content_signed).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -31,6 +32,7 @@ steps = $STEPS
 threads = ${THREADS:-1}
 seed = ${SEED:-0}
 ${GRAD_WEIGHT:+content_grad_weight = $GRAD_WEIGHT}
+${SIGNED:+content_signed = $SIGNED}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false

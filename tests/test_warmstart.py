@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import kornia
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ from PIL import Image
 
 from emma_fusion.data import DatasetSpec, PairedCrops
 from emma_fusion.errors import EmmaError
-from emma_fusion.losses import EmmaLoss, abs_sobel, content_loss
+from emma_fusion.losses import EmmaLoss, abs_sobel, content_loss, signed_max_gradient
 from emma_fusion.metrics import compute
 from emma_fusion.nets import UFuser
 from emma_fusion.train import apply_overrides, load_config, preset, train_fusion
@@ -44,6 +45,27 @@ def test_content_loss_is_zero_only_for_the_max_composite():
     a, b = content_loss(washed, ir, vi, 0.0), content_loss(washed, ir, vi, 10.0)
     tex = torch.nn.functional.l1_loss(abs_sobel(washed), torch.maximum(abs_sobel(ir), abs_sobel(vi)))
     assert float(b - a) == pytest.approx(10 * float(tex), rel=1e-5)
+
+
+def test_signed_texture_term_sees_a_target_turned_dark():
+    ir = torch.zeros(1, 1, 16, 16)
+    ir[..., 4:10, 5:9] = 0.9  # a warm target
+    vi = torch.full_like(ir, 0.3)  # flat visible grey: every edge comes from the infrared image
+    assert torch.equal(signed_max_gradient(ir, vi), kornia.filters.spatial_gradient(ir, normalized=False))
+    kept = torch.maximum(ir, vi)
+    dark = vi.clone()
+    dark[..., 4:10, 5:9] = 0.0  # the same edges, opposite polarity
+    assert float(content_loss(ir, ir, torch.zeros_like(ir), 5.0, signed=True)) == pytest.approx(0.0, abs=1e-6)
+    # |Sobel| gives the dark target's edges nearly full credit; the signed term charges twice their size
+    gap_abs = float(content_loss(dark, ir, vi, 5.0) - content_loss(kept, ir, vi, 5.0))
+    gap_signed = float(content_loss(dark, ir, vi, 5.0, signed=True) - content_loss(kept, ir, vi, 5.0, signed=True))
+    assert gap_signed > 2 * gap_abs
+    # per pixel the stronger source wins, signs kept
+    vi2 = torch.zeros_like(ir)
+    vi2[..., :, 12:] = 1.0  # a strong visible step elsewhere
+    g = signed_max_gradient(ir, vi2)
+    g_vi = kornia.filters.spatial_gradient(vi2, normalized=False)
+    assert torch.equal(g[..., 11:13], g_vi[..., 11:13])
 
 
 def test_content_ablation_and_anchor_terms():

@@ -33,7 +33,7 @@ from torch import nn
 from .errors import EmmaError
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "content_loss", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "content_loss", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -68,16 +68,38 @@ def abs_sobel(x: torch.Tensor) -> torch.Tensor:
     return g.abs().sum(dim=2)
 
 
-def content_loss(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0) -> torch.Tensor:
+def signed_max_gradient(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    """Per pixel, the Sobel gradient (both components, signs kept) of the source whose edge is stronger.
+
+    ``(N, 1, H, W)`` x 2 -> ``(N, 1, 2, H, W)`` (unnormalised 3x3 Sobel, replicate border); the source
+    is chosen by ``G = |Sobel_x| + |Sobel_y|``, ties going to the infrared image.
+    """
+    g_ir = spatial_gradient(ir, mode="sobel", order=1, normalized=False)
+    g_vi = spatial_gradient(vi, mode="sobel", order=1, normalized=False)
+    take_ir = g_ir.abs().sum(dim=2, keepdim=True) >= g_vi.abs().sum(dim=2, keepdim=True)
+    return torch.where(take_ir, g_ir, g_vi)
+
+
+def content_loss(
+    f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False
+) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
         l1(f, max(i, v)) + grad_weight * l1(G f, max(G i, G v)),   G = |Sobel_x| + |Sobel_y|
 
     It asks f to keep the brighter source (warm targets at night) and the stronger edge of either
-    source; one fuser pass per sample, no sensing nets.
+    source; one fuser pass per sample, no sensing nets. With ``signed=True`` the texture term
+    compares the Sobel components themselves with :func:`signed_max_gradient` (the stronger
+    source's gradient, signs kept), so an edge of the wrong polarity (a warm target turned dark)
+    costs as much as a missing one; ``|Sobel|`` alone is blind to it.
     """
     intensity = F.l1_loss(f, torch.maximum(ir, vi))
-    texture = F.l1_loss(abs_sobel(f), torch.maximum(abs_sobel(ir), abs_sobel(vi)))
+    if signed:
+        g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
+        # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
+        texture = (g_f - signed_max_gradient(ir, vi)).abs().sum(dim=2).mean()
+    else:
+        texture = F.l1_loss(abs_sobel(f), torch.maximum(abs_sobel(ir), abs_sobel(vi)))
     return intensity + grad_weight * texture
 
 
@@ -103,6 +125,7 @@ class EmmaLoss(nn.Module):
         content_weight: weight of :func:`content_loss` added as an anchor term (0: none; the
             ``"content"`` ablation uses the content loss alone, with weight 1 when this is 0).
         content_grad_weight: the gradient weight inside :func:`content_loss`.
+        content_signed: use the signed texture term of :func:`content_loss`.
 
     ``forward(ir, vi, transforms)`` returns a :class:`LossOutput`; ``transforms`` is the step's
     transform stack (ignored by ablations I and III).
@@ -120,6 +143,7 @@ class EmmaLoss(nn.Module):
         plain_grad: bool = False,
         content_weight: float = 0.0,
         content_grad_weight: float = 10.0,
+        content_signed: bool = False,
     ) -> None:
         super().__init__()
         if ablation not in ABLATIONS:
@@ -133,6 +157,7 @@ class EmmaLoss(nn.Module):
         self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
         self.content_weight, self.content_grad_weight = content_weight, float(content_grad_weight)
+        self.content_signed = bool(content_signed)
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
         self.weights = {"sense_ir": 1.0, "sense_vi": self.a1, "plain_ir": 1.0, "plain_vi": self.a1,
                         "equivariant": self.a2, "content": self.content_weight}
@@ -168,7 +193,7 @@ class EmmaLoss(nn.Module):
         return self.plain(f, vi)
 
     def _content(self, ir, vi, f, transforms):
-        return content_loss(f, ir, vi, self.content_grad_weight)
+        return content_loss(f, ir, vi, self.content_grad_weight, self.content_signed)
 
     def _equivariant(self, ir, vi, f, transforms):
         if not transforms:

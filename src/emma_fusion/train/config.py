@@ -164,6 +164,7 @@ class FusionConfig(_RunFields):
     plain_grad: bool = False
     content_weight: float = 0.0
     content_grad_weight: float = 10.0
+    content_signed: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
