@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from emma_fusion.api import fuse_folder, pair_folders
-from emma_fusion.inference import thread_streams
+from emma_fusion.concurrency import thread_streams
 from emma_fusion.io import read_image, to_gray
 from emma_fusion.methods.network import EmmaNetwork
 from emma_fusion.nets import UFuser

@@ -9,7 +9,7 @@ affects baseline and fast paths alike.
 Paths:
     baseline  ``UFuser`` as written in the paper (emma_fusion/nets/ufuser.py), eval mode,
               ``torch.inference_mode``: the straightforward eager forward.
-    fast      ``emma_fusion.fast.optimize_for_inference(model)``: the default fast path.
+    fast      ``emma_fusion.inference.fast.optimize_for_inference(model)``: the default fast path.
     fast-bf16 the same with ``dtype=torch.bfloat16``.
     folded    ``fold_weights(model)`` run eagerly (plain ops, NCHW): the folding alone.
     onnxrt    ``export_onnx`` + ``OnnxFuser`` (onnxruntime CPU), when onnxruntime is installed.
@@ -55,7 +55,7 @@ def build_model(weights: str | None) -> torch.nn.Module:
 
 def build_path(name: str, model: torch.nn.Module, tmp: Path):
     """Return a callable ``(ir, vi) -> fused`` for path ``name``."""
-    from emma_fusion.fast import fold_weights, optimize_for_inference
+    from emma_fusion.inference.fast import fold_weights, optimize_for_inference
 
     if name == "baseline":
         def run(ir, vi):
@@ -74,7 +74,7 @@ def build_path(name: str, model: torch.nn.Module, tmp: Path):
                 return folded(ir, vi)
         return run
     if name == "onnxrt":
-        from emma_fusion.export import OnnxFuser, export_onnx
+        from emma_fusion.inference.onnx import OnnxFuser, export_onnx
 
         path = tmp / "ufuser.onnx"
         if not path.exists():
@@ -110,7 +110,7 @@ def count_flops(name: str, model: torch.nn.Module, h: int, w: int) -> float | No
     """FLOPs one pair costs on path ``name`` (None where the counter cannot see the work)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from emma_fusion.fast import FastUFuser, fold_weights
+    from emma_fusion.inference.fast import FastUFuser, fold_weights
 
     ir, vi = inputs(h, w)
     if name == "baseline":
@@ -188,7 +188,7 @@ def print_table(results: dict, sizes: list[str], paths: list[str], args: argpars
 
 def metrics_effect(args: argparse.Namespace) -> None:
     """EN/SD/SF/AG/SCD/VIF of fp32 vs bf16 fast-path outputs over a folder pair (ir/, vi/)."""
-    from emma_fusion.fast import optimize_for_inference
+    from emma_fusion.inference.fast import optimize_for_inference
     from emma_fusion.io import list_images, read_image, to_gray
     from emma_fusion.metrics import compute, quantize_fused, read_metric_image
 

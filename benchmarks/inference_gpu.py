@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU")
-    from emma_fusion.fast import optimize_for_inference
+    from emma_fusion.inference.fast import optimize_for_inference
     from emma_fusion.nets import UFuser
 
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from emma_fusion.losses import EmmaLoss
+from emma_fusion.train.losses import EmmaLoss
 from emma_fusion.nets import SensingUNet, UFuser
 from emma_fusion.train import preset
 from emma_fusion.train.fusion import make_sampler

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import shared_path
-from emma_fusion.data import DatasetSpec, PairedCrops, low_contrast
+from emma_fusion.train.data import DatasetSpec, PairedCrops, low_contrast
 from emma_fusion.errors import EmmaError
 
 

@@ -1,4 +1,4 @@
-"""The fast inference path (emma_fusion.fast) and the ONNX export (emma_fusion.export).
+"""The fast inference path (emma_fusion.inference.fast) and the ONNX export (emma_fusion.inference.onnx).
 
 Exactness is checked against the plain UFuser at sizes that are odd multiples of 8, with
 batch > 1, and with weights scaled up so that the attention softmax is sharp.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from emma_fusion.errors import EmmaError
-from emma_fusion.fast import FastUFuser, fold_ffn_in, fold_qkv, fold_weights, optimize_for_inference
+from emma_fusion.inference.fast import FastUFuser, fold_ffn_in, fold_qkv, fold_weights, optimize_for_inference
 from emma_fusion.nets import UFuser
 from conftest import shared_path
 
@@ -174,14 +174,14 @@ def test_fold_weights_matches_and_leaves_model(model):
 def onnx_file(model, tmp_path_factory):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from emma_fusion.export import export_onnx
+    from emma_fusion.inference.onnx import export_onnx
 
     return export_onnx(model, tmp_path_factory.mktemp("onnx") / "ufuser.onnx")
 
 
 @pytest.mark.parametrize("n,h,w", [(1, 24, 40), (2, 72, 56)])
 def test_onnx_parity_dynamic_shapes(model, onnx_file, n, h, w):
-    from emma_fusion.export import OnnxFuser
+    from emma_fusion.inference.onnx import OnnxFuser
 
     fuser = OnnxFuser(onnx_file, threads=1)
     ir, vi = _pair(n, h, w, seed=7)
@@ -200,8 +200,16 @@ def test_onnx_graph_declares_dynamic_axes(onnx_file):
     assert [i.name for i in graph.input] == ["ir", "vi"] and [o.name for o in graph.output] == ["fused"]
 
 
+def test_onnx_module_does_not_shadow_the_onnx_package():
+    """``emma_fusion.inference.onnx`` imports the real ``onnx`` package, not itself."""
+    onnx = pytest.importorskip("onnx")
+    from emma_fusion.inference import onnx as ours
+
+    assert ours._require("onnx") is onnx and onnx is not ours and hasattr(onnx, "load")
+
+
 def test_onnx_errors(tmp_path, model):
-    from emma_fusion.export import OnnxFuser, _require, export_onnx
+    from emma_fusion.inference.onnx import OnnxFuser, _require, export_onnx
 
     with pytest.raises(EmmaError, match="pip install"):
         _require("emma_fusion_no_such_module")
@@ -219,7 +227,7 @@ def test_onnx_errors(tmp_path, model):
 def test_cli_export_onnx(tmp_path, model):
     pytest.importorskip("onnxruntime")
     from emma_fusion.cli import app
-    from emma_fusion.export import OnnxFuser
+    from emma_fusion.inference.onnx import OnnxFuser
     from emma_fusion.weights import save_weights
 
     weights = save_weights(tmp_path / "w.safetensors", model)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emma_fusion.inference import NetworkRunner, blend_window, pad_to_multiple, tile_starts
+from emma_fusion.inference.runner import NetworkRunner, blend_window, pad_to_multiple, tile_starts
 from emma_fusion.nets import UFuser
 
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from emma_fusion.errors import EmmaError
-from emma_fusion.losses import ABLATIONS, EmmaLoss, gradient_l1, sobel_l1
+from emma_fusion.train.losses import ABLATIONS, EmmaLoss, gradient_l1, sobel_l1
 from emma_fusion.nets import SensingUNet, UFuser
-from emma_fusion.transforms import Flip, Identity, Shift
+from emma_fusion.train.transforms import Flip, Identity, Shift
 
 
 def _rand(*shape, seed=0):

@@ -16,7 +16,7 @@ from emma_fusion.errors import EmmaError
 from emma_fusion.io import read_image, to_gray, write_image
 from emma_fusion.methods.base import get_method
 from emma_fusion.methods.folder import ResultsFolder
-from emma_fusion.pseudo_gt import make_pseudo_gt, parse_results_spec
+from emma_fusion.train.pseudo_gt import make_pseudo_gt, parse_results_spec
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import torch
 
 from conftest import shared_path
 from emma_fusion.errors import EmmaError
-from emma_fusion.inference import NetworkRunner
+from emma_fusion.inference.runner import NetworkRunner
 from emma_fusion.io import read_image, to_gray
 from emma_fusion.weights import load_model
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, shared_path
-from emma_fusion.data import DatasetSpec, PairedCrops
+from emma_fusion.train.data import DatasetSpec, PairedCrops
 from emma_fusion.errors import EmmaError
 from emma_fusion.train import apply_overrides, load_config, preset, save_config, train_fusion, train_sensing
 from emma_fusion.train.config import config_to_toml

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emma_fusion.errors import EmmaError
-from emma_fusion.transforms import (
+from emma_fusion.train.transforms import (
     Compose,
     Flip,
     Identity,

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from emma_fusion.data import DatasetSpec, PairedCrops
+from emma_fusion.train.data import DatasetSpec, PairedCrops
 from emma_fusion.errors import EmmaError
-from emma_fusion.losses import EmmaLoss, abs_sobel, content_loss, signed_max_gradient
+from emma_fusion.train.losses import EmmaLoss, abs_sobel, content_loss, signed_max_gradient
 from emma_fusion.metrics import compute
 from emma_fusion.nets import UFuser
 from emma_fusion.train import apply_overrides, load_config, preset, train_fusion

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .concurrency import thread_streams
 from .core import Normalize, fuse_luma, normalize_output
 from .errors import EmmaError, Interrupted
-from .inference import thread_streams
 from .io import (IMAGE_SUFFIXES, ImageLike, check_not_input, ensure_writable_dir, is_pseudo_color, pair_by_stem,
                  read_image, rgb_to_ycbcr, same_file, to_array, to_gray, write_image, ycbcr_to_rgb)
 from .methods.base import FusionMethod, get_method

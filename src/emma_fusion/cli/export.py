@@ -17,7 +17,7 @@ def onnx_command(
     opset: int = typer.Option(17, "--opset", help="ONNX opset version (17 or later)."),
 ) -> None:
     """Export the U-Fuser to ONNX (inputs ir, vi: N x 1 x H x W in [0, 1]; output fused)."""
-    from ..export import export_onnx
+    from ..inference.onnx import export_onnx
     from ..weights import load_model
 
     path = export_onnx(load_model(weights), out, opset=opset)

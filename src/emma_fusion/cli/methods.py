@@ -39,7 +39,7 @@ def pseudo_gt_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Write fused images from several sources (pseudo ground truth for the sensing stage)."""
-    from ..pseudo_gt import make_pseudo_gt
+    from ..train.pseudo_gt import make_pseudo_gt
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names and not results:

@@ -31,7 +31,7 @@ NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="No progress 
 
 
 def _parse_sets(data: list[str], fused: list[str]) -> list[Any]:
-    from ..data import DatasetSpec
+    from ..train.data import DatasetSpec
 
     sets = []
     for item in data:

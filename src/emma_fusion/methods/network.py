@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import EmmaError
-from ..inference import NetworkRunner
+from ..inference import NetworkRunner, OnnxFuser, export_onnx, optimize_for_inference
 from ..nets import UFuser
 from ..weights import load_model
 from .base import register_method
@@ -22,8 +22,6 @@ _PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.floa
 
 def _torch_net(model: nn.Module, precision: str, fast: bool) -> nn.Module:
     """The module that runs ``model``: the exact fast path for a U-Fuser, else ``model`` itself."""
-    from ..fast import optimize_for_inference
-
     if precision not in _PRECISIONS:
         raise EmmaError(f"unknown precision {precision!r}; use fp32, bf16 or fp16 (fp16: GPU only)")
     if isinstance(model, UFuser) and (fast or precision != "fp32"):
@@ -32,8 +30,6 @@ def _torch_net(model: nn.Module, precision: str, fast: bool) -> nn.Module:
 
 
 def _onnx_net(model: nn.Module, weights: str | os.PathLike | None, threads: int | None):
-    from ..export import OnnxFuser, export_onnx
-
     if weights is not None and str(weights).endswith(".onnx"):
         return OnnxFuser(weights, threads=threads)
     tmp = tempfile.TemporaryDirectory(prefix="emma-onnx-")
@@ -55,7 +51,7 @@ class EmmaNetwork:
             the onnxruntime backend); ``None`` for the shipped default. A built ``nn.Module`` may be
             passed as ``model`` instead.
         device: ``"cpu"`` or ``"cuda"``.
-        tile, overlap: tiling of large images (see :class:`~emma_fusion.inference.NetworkRunner`).
+        tile, overlap: tiling of large images (see :class:`~emma_fusion.inference.runner.NetworkRunner`).
         threads: torch (or onnxruntime) intra-op threads; ``None`` leaves the default.
         precision: ``fp32`` (exact), ``bf16`` (faster on CPUs with AVX-512 BF16; outputs differ by
             about 1e-3), ``fp16`` (GPU only).

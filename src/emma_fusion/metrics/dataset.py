@@ -17,8 +17,8 @@ from typing import Iterable, Mapping
 import cv2
 from tqdm import tqdm
 
+from ..concurrency import sigint_deferred
 from ..errors import EmmaError, Interrupted
-from ..inference import sigint_deferred
 from ..io import atomic_write, list_images
 from .core import compute
 from .reading import read_metric_image

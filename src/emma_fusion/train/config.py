@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import DatasetSpec
 from ..errors import EmmaError
 from ..io import atomic_write
+from .data import DatasetSpec
 
 __all__ = [
     "PRESETS",
@@ -47,7 +47,7 @@ __all__ = [
 
 @dataclass
 class DataConfig:
-    """Where the crops come from and how they are drawn (see :class:`emma_fusion.data.PairedCrops`)."""
+    """Where the crops come from and how they are drawn (see :class:`emma_fusion.train.data.PairedCrops`)."""
 
     sets: list[DatasetSpec] = field(default_factory=list)
     crop: int = 128
@@ -76,7 +76,7 @@ class OptimConfig:
 
 @dataclass
 class TransformConfig:
-    """The equivariance transform stack (:class:`emma_fusion.transforms.TransformSampler`).
+    """The equivariance transform stack (:class:`emma_fusion.train.transforms.TransformSampler`).
 
     ``per_step = 0`` uses the whole stack every step (the authors); ``k > 0`` draws ``k`` of it.
     """

@@ -20,15 +20,15 @@ import torch.nn.functional as F
 from kornia.filters import laplacian
 from torch import nn
 
-from ..data import PairedCrops
 from ..errors import EmmaError
-from ..losses import EmmaLoss
 from ..nets import UFuser
-from ..transforms import TransformSampler
 from ..weights import load_model, load_weights_into, save_weights
 from .config import FusionConfig
+from .data import PairedCrops
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
+from .losses import EmmaLoss
 from .sensing import GATE_FILE, SENSING_FILES
+from .transforms import TransformSampler
 
 __all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "make_sampler", "check_gate",
            "selection_score", "FUSER_FILE", "BEST_FILE"]
@@ -56,7 +56,7 @@ def hf_energy(x: torch.Tensor) -> torch.Tensor:
 
 
 class FusionObjective(nn.Module):
-    """:class:`~emma_fusion.losses.EmmaLoss` plus the per-step transform draw; DDP wraps this."""
+    """:class:`~emma_fusion.train.losses.EmmaLoss` plus the per-step transform draw; DDP wraps this."""
 
     def __init__(self, loss: EmmaLoss, sampler: TransformSampler, seed: int, rank: int = 0) -> None:
         super().__init__()

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import PairedCrops
 from ..errors import EmmaError
 from ..io import atomic_write
 from ..nets import SensingUNet
 from ..weights import save_weights
 from .config import SensingConfig
+from .data import PairedCrops
 from .loop import Runtime, Stage, rank_indices, run_stage, setup_runtime, steps_per_epoch
 
 __all__ = ["train_sensing", "SensingObjective", "quality_gate", "SENSING_FILES", "GATE_FILE"]

@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import EmmaError
-from .nets.ufuser import RestormerCNNBlock, UFuser
+from ..errors import EmmaError
+from ..nets.ufuser import RestormerCNNBlock, UFuser
 
 __all__ = ["optimize_for_inference", "FastUFuser", "FoldedUFuser", "fold_weights", "fold_qkv", "fold_ffn_in"]
 

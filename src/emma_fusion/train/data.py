@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import EmmaError
-from .io import list_images, read_image, to_gray
+from ..errors import EmmaError
+from ..io import list_images, read_image, to_gray
 
 __all__ = ["DatasetSpec", "PairRecord", "PairedCrops", "low_contrast"]
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from kornia.filters import spatial_gradient
 from torch import nn
 
-from .errors import EmmaError
+from ..errors import EmmaError
 from .transforms import Transform, apply_stack
 
 __all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "content_loss", "EmmaLoss", "LossOutput"]

@@ -2,7 +2,7 @@
 
 The exported graph has inputs ``ir`` and ``vi`` (N, 1, H, W) float32 in [0, 1] and output
 ``fused`` (N, 1, H, W), with N, H and W dynamic (H and W multiples of 8, at least 16). The weights
-are folded first (:func:`emma_fusion.fast.fold_weights`), which the graph keeps.
+are folded first (:func:`emma_fusion.inference.fast.fold_weights`), which the graph keeps.
 
 ``onnx`` and ``onnxruntime`` are an optional extra: ``pip install emma-fusion[onnx]``.
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import EmmaError
+from ..errors import EmmaError
+from ..io import atomic_write
+from ..nets import UFuser
 from .fast import fold_weights
-from .io import atomic_write
-from .nets import UFuser
 
 __all__ = ["export_onnx", "OnnxFuser", "DEFAULT_OPSET"]
 

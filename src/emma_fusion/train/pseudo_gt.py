@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .core import fuse_luma
-from .errors import EmmaError
-from .io import atomic_write, pair_by_stem, read_image, to_gray, write_image
-from .methods.base import FusionMethod, get_method
-from .methods.folder import ResultsFolder
+from ..core import fuse_luma
+from ..errors import EmmaError
+from ..io import atomic_write, pair_by_stem, read_image, to_gray, write_image
+from ..methods.base import FusionMethod, get_method
+from ..methods.folder import ResultsFolder
 
 __all__ = ["SourceReport", "PseudoGTReport", "parse_results_spec", "make_pseudo_gt"]
 

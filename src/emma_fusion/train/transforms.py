@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import EmmaError
+from ..errors import EmmaError
 
 __all__ = [
     "Transform",
