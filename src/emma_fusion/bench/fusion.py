@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing as mp
 import os
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..concurrency import map_processes
 from ..errors import EmmaError
 from .cache import BenchCache
 from .methods import MethodSpec
@@ -180,33 +178,20 @@ def fuse_jobs(
     out: dict[str, dict] = {}
     if not todo:
         return out
-    bar = tqdm(total=len(todo), desc=f"fuse {spec.label}", unit="img", disable=not progress, leave=False)
+    setup = (spec, str(cache.root), normalize, threads)
+    fuser = _run_in_worker if isolate else _Fuser(*setup)
+
+    def done(job: FuseJob, fut) -> None:
+        key, rec = fut.result()
+        out[key] = rec
+
     try:
-        if not isolate:
-            fuser = _Fuser(spec, str(cache.root), normalize, threads)
-            for job in todo:
-                key, rec = fuser(job)
-                out[key] = rec
-                bar.update()
-            return out
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(spec, str(cache.root), normalize, threads)) as pool:
-            futures = [pool.submit(_run_in_worker, job) for job in todo]
-            try:
-                for fut in futures:
-                    key, rec = fut.result()
-                    out[key] = rec
-                    bar.update()
-            except BrokenProcessPool:
-                raise EmmaError(f"{spec.label}: the fusion worker stopped (could not build the method, or it crashed); "
-                                "run with --no-isolate -v for the details") from None
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-        return out
-    finally:
-        bar.close()
+        map_processes(fuser, todo, done, processes=1 if isolate else 0, initializer=_init_worker, initargs=setup,
+                      start_method="spawn", progress=progress, desc=f"fuse {spec.label}", unit="img", leave=False)
+    except BrokenProcessPool:
+        raise EmmaError(f"{spec.label}: the fusion worker stopped (could not build the method, or it crashed); "
+                        "run with --no-isolate -v for the details") from None
+    return out
 
 
 def describe_cpu() -> str:

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from ..concurrency import map_processes
 from ..errors import EmmaError
 
 __all__ = ["ARTEFACT", "hf_share", "hf_ratio", "ScoreJob", "score_jobs", "score_one"]
@@ -102,25 +100,13 @@ def score_jobs(jobs: list[ScoreJob], workers: int | None = None, progress: bool 
     if not jobs:
         return out
     n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    with tqdm(total=len(jobs), desc="metrics", unit="img", disable=not progress, leave=False) as bar:
-        if n == 1:
-            for job in jobs:
-                key, res = score_one(job)
-                out[key] = res
-                if on_result:
-                    on_result(key, res)
-                bar.update()
-            return out
-        with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
-            futures = [pool.submit(score_one, job) for job in jobs]
-            try:
-                for fut in as_completed(futures):
-                    key, res = fut.result()
-                    out[key] = res
-                    if on_result:
-                        on_result(key, res)
-                    bar.update()
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+
+    def done(job: ScoreJob, fut) -> None:
+        key, res = fut.result()
+        out[key] = res
+        if on_result:
+            on_result(key, res)
+
+    map_processes(score_one, jobs, done, processes=n if n > 1 else 0, initializer=_init_worker, start_method="spawn",
+                  progress=progress, desc="metrics", unit="img", leave=False)
     return out

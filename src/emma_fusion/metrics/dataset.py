@@ -9,15 +9,13 @@ import logging
 import math
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import cv2
-from tqdm import tqdm
 
-from ..concurrency import sigint_deferred
+from ..concurrency import map_processes
 from ..errors import EmmaError, Interrupted
 from ..io import atomic_write, list_images
 from .core import compute
@@ -83,10 +81,12 @@ def missing_stems(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike,
     return _missing(list_images(ir_dir), list_images(vi_dir), list_images(fused_dir))
 
 
-def _score_one(stem: str, paths: tuple[Path, Path, Path], names: list[str]) -> tuple[str, dict[str, float]]:
+def _score_one(names: list[str], job: tuple[str, tuple[Path, Path, Path]]) -> dict[str, float]:
+    """Metric values of one ``(stem, (fused, ir, vi))`` job."""
+    stem, paths = job
     try:
         f, a, b = (read_metric_image(p) for p in paths)
-        return stem, compute(f, a, b, names)
+        return compute(f, a, b, names)
     except EmmaError as e:
         raise EmmaError(f"{stem}: {e}") from None
 
@@ -97,35 +97,15 @@ def _init_worker() -> None:
 
 
 def _take(stem: str, get, per_image: Scores, failed: dict[str, str], keep_going: bool) -> None:
-    """Store the values ``get()`` returns as ``(stem, values)``, or (``keep_going``) why it failed."""
+    """Store the values ``get()`` returns, or (``keep_going``) why it failed."""
     try:
-        per_image[stem] = get()[1]
+        per_image[stem] = get()
     except Exception as e:
         if not keep_going:
             raise
         msg = str(e) if isinstance(e, EmmaError) else f"{type(e).__name__}: {e}"
         failed[stem] = msg.removeprefix(f"{stem}: ").splitlines()[0] if msg else type(e).__name__
         log.info("%s not scored: %s", stem, failed[stem])
-
-
-def _score_all(jobs: Mapping, wanted: list[str], n_workers: int, bar, failed: dict[str, str],
-               keep_going: bool, per_image: Scores) -> None:
-    """Score every job into ``per_image`` (in this process, or a pool of ``n_workers``)."""
-    if n_workers == 1:
-        for stem, paths in jobs.items():
-            _take(stem, partial(_score_one, stem, paths, wanted), per_image, failed, keep_going)
-            bar.update()
-        return
-    with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker) as pool:
-        futures = {pool.submit(_score_one, s, p, wanted): s for s, p in jobs.items()}
-        try:
-            for fut in as_completed(futures):
-                _take(futures[fut], fut.result, per_image, failed, keep_going)
-                bar.update()
-        except BaseException:
-            with sigint_deferred():  # let the workers finish their image and exit
-                pool.shutdown(wait=True, cancel_futures=True)
-            raise
 
 
 def score_folder(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike, fused_dir: str | os.PathLike,
@@ -149,11 +129,13 @@ def score_folder(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike, fused_dir
         raise EmmaError("--workers must be at least 1")
     per_image: Scores = {}
     failed: dict[str, str] = {}
-    with tqdm(total=len(jobs), desc="metrics", unit="img", disable=not progress) as bar:
-        try:
-            _score_all(jobs, wanted, n_workers, bar, failed, keep_going, per_image)
-        except KeyboardInterrupt:
-            raise Interrupted(f"{len(per_image)} of {len(jobs)} image(s) scored") from None
+    try:
+        map_processes(partial(_score_one, wanted), list(jobs.items()),
+                      lambda job, fut: _take(job[0], fut.result, per_image, failed, keep_going),
+                      processes=n_workers if n_workers > 1 else 0, initializer=_init_worker,
+                      progress=progress, desc="metrics", unit="img")
+    except KeyboardInterrupt:
+        raise Interrupted(f"{len(per_image)} of {len(jobs)} image(s) scored") from None
     per_image = {s: per_image[s] for s in jobs if s in per_image}
     mean, excluded = dataset_mean(per_image, wanted)
     skipped = {"failed": {s: failed[s] for s in jobs if s in failed},
