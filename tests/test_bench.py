@@ -298,13 +298,39 @@ def test_emma_weights_column_keyed_by_weights(tmp_path):
         build_method_specs(["nope"])
     if not torch.cuda.is_available():
         with pytest.raises(EmmaError, match="--device cuda: this PyTorch build sees no CUDA device"):
-            build_method_specs(["emma"], weights=[str(w1)], emma_options={"device": "cuda"})
+            build_method_specs(["emma"], weights=[str(w1)], network_options={"device": "cuda"})
 
     _write(tmp_path / "d" / "ir" / "a.png", seed=1)
     _write(tmp_path / "d" / "vi" / "a.png", seed=2)
     res = run_bench(BenchConfig(data=[tmp_path / "d"], out=tmp_path / "o", methods=["none"], weights=[str(w1)],
                                 metrics=["EN"], jobs=1, threads=1, isolate=False, html=False, progress=False))
     assert [r.method for r in res.tables["d"]] == ["emma"] and math.isfinite(res.tables["d"][0].values["EN"])
+
+
+def test_cache_keys_follow_the_sources_a_method_imports(tmp_path, monkeypatch):
+    """Editing a module the network imports (lazily or not) makes new emma keys and keeps gff's, and back."""
+    from emma_fusion.bench import code
+
+    copy = tmp_path / "emma_fusion"
+    shutil.copytree(Path(code.__file__).resolve().parents[1], copy,
+                    ignore=shutil.ignore_patterns("*.safetensors", "__pycache__"))
+    monkeypatch.setattr(code, "_ROOT", copy)
+    emma = code.closure(["emma_fusion.methods.network"], leaves=["emma_fusion.methods.base"])
+    assert {"emma_fusion.inference.fast", "emma_fusion.nets.ufuser", "emma_fusion.weights"} <= set(emma)
+    assert not any(m.startswith("emma_fusion.methods.classical") for m in emma)
+
+    def keys() -> dict[str, str]:
+        return {s.label: s.config_hash for s in build_method_specs(["emma", "gff"])[0]}
+
+    before = keys()
+    with open(copy / "inference" / "fast.py", "a") as f:
+        f.write("# edited\n")
+    after_fast = keys()
+    assert after_fast["emma"] != before["emma"] and after_fast["gff"] == before["gff"]
+    with open(copy / "methods" / "classical" / "_filters.py", "a") as f:
+        f.write("# edited\n")
+    after_filters = keys()
+    assert after_filters["gff"] != before["gff"] and after_filters["emma"] == after_fast["emma"]
 
 
 def test_isolated_worker_measures_speed_and_memory(tmp_path):

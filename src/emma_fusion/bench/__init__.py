@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from .datasets import Dataset, Pair, discover_datasets
 from .methods import MethodSpec, build_method_specs
-from .runner import BENCH_METRICS, BenchConfig, BenchResult, run_bench
+from .result import BenchConfig, BenchResult
+from .runner import BENCH_METRICS, run_bench
 from .scoring import ARTEFACT, hf_ratio, hf_share
 
 __all__ = ["BENCH_METRICS", "ARTEFACT", "BenchConfig", "BenchResult", "run_bench", "Dataset", "Pair",

@@ -5,20 +5,17 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..io import atomic_write
+from .result import BenchResult
 from .scoring import ARTEFACT
 from .tables import means_markdown, speed_markdown
-
-if TYPE_CHECKING:
-    from .runner import BenchResult
 
 __all__ = ["bench_markdown", "overview_markdown"]
 
 
-def overview_markdown(res: "BenchResult") -> str:
+def overview_markdown(res: BenchResult) -> str:
     """Methods x datasets: mean rank (bold: best per dataset), ``–`` where not ranked or absent."""
     names = [d.name for d in res.datasets]
     lines = ["| Method | " + " | ".join(names) + " |", "|:--|" + "--:|" * len(names)]
@@ -42,7 +39,7 @@ def overview_markdown(res: "BenchResult") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _crop_figures(res: "BenchResult", figures_dir: Path, md_dir: Path) -> dict[str, str]:
+def _crop_figures(res: BenchResult, figures_dir: Path, md_dir: Path) -> dict[str, str]:
     """One full-resolution crop panel per dataset (its first pair); dataset -> Markdown image line."""
     from .figures import choose_crop, crop, crop_panel, display_image
     from ..metrics import read_metric_image
@@ -69,7 +66,7 @@ def _crop_figures(res: "BenchResult", figures_dir: Path, md_dir: Path) -> dict[s
     return out
 
 
-def bench_markdown(res: "BenchResult", figures_dir: Path | None = None, extra: str = "") -> str:
+def bench_markdown(res: BenchResult, figures_dir: Path | None = None, extra: str = "") -> str:
     """The whole report as Markdown. With ``figures_dir``, crop panels are written there and linked.
 
     ``extra``: Markdown inserted after the reading notes (e.g. a target check).

@@ -1,56 +1,51 @@
-"""What the benchmark runs: built-in methods (the network, the classical baselines) and folders of
-fused images made elsewhere, each with a configuration hash that keys the cache.
+"""What the benchmark runs: built-in methods (the method registry's) and folders of fused images
+made elsewhere, each with a configuration hash that keys the cache.
+
+Nothing here names a method: what a method takes comes from the registry
+(:attr:`~emma_fusion.methods.base.MethodInfo.options`). A method that takes ``weights`` is a
+network: it gets one column per weights file (the packaged default without one) and the run's
+network options (``device``). The classical methods accept ``device`` only for a uniform interface
+and run on the CPU, so they get none.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 
 from ..errors import EmmaError
 from ..io import list_images
+from ..methods.base import MethodInfo, get_method, list_methods
+from .code import code_hash
 
-__all__ = ["MethodSpec", "build_method_specs", "code_hash", "find_results_dir", "default_builtins"]
+__all__ = ["MethodSpec", "build_method_specs", "find_results_dir", "default_builtins"]
 
 log = logging.getLogger(__name__)
 
-#: Code whose source decides a built-in method's output (its hash is part of the cache key):
-#: ``module`` (a package: every ``.py`` below it) or ``module:function``.
-_SHARED_CODE = ("emma_fusion.api:fuse", "emma_fusion.core", "emma_fusion.io:to_array",
-                "emma_fusion.io:_pil_to_array", "emma_fusion.io:read_image", "emma_fusion.io:to_gray",
-                "emma_fusion.io:rgb_to_ycbcr", "emma_fusion.metrics.reading:quantize_fused")
-_NETWORK_CODE = ("emma_fusion.nets", "emma_fusion.inference", "emma_fusion.methods.network")
-_CLASSICAL_CODE = ("emma_fusion.methods.classical",)
+#: Modules that every built-in method's output passes through besides the method's own code (the
+#: API: colour, the fusion core, output scaling; reading images; quantising the saved file). Their
+#: sources, and those of every module they or the method import, are part of the cache key.
+_FUSION_PATH = ("emma_fusion.api", "emma_fusion.io", "emma_fusion.metrics.reading")
+
+
+def _takes_weights(info: MethodInfo) -> bool:
+    return "weights" in info.options
 
 
 def default_builtins() -> tuple[str, ...]:
-    """The built-in methods benchmarked by default: the network, then every classical baseline."""
+    """The built-in methods benchmarked by default: the networks, then every classical baseline."""
     from ..methods.classical import CLASSICAL_METHODS
 
-    return ("emma", *CLASSICAL_METHODS)
+    return (*(i.name for i in list_methods() if _takes_weights(i)), *CLASSICAL_METHODS)
 
 
-def code_hash(parts: tuple[str, ...]) -> str:
-    """sha256 over source code: ``"pkg.module"`` (a package: every ``.py`` below it) or ``"pkg.module:function"``."""
-    h = hashlib.sha256()
-    for part in parts:
-        name, _, func = part.partition(":")
-        mod = import_module(name)
-        h.update(part.encode())
-        if func:
-            h.update(inspect.getsource(getattr(mod, func)).encode())
-            continue
-        path = Path(mod.__file__)
-        for p in sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]:
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
+def _method_code(info: MethodInfo) -> str:
+    """Hash of the source code that decides ``info``'s fused images (the registry is not followed)."""
+    return code_hash((*_FUSION_PATH, info.factory.__module__), leaves=(MethodInfo.__module__,))
 
 
 @dataclass(frozen=True)
@@ -79,30 +74,40 @@ class MethodSpec:
         return self.kind == "builtin"
 
 
-def _config_hash(doc: dict) -> str:
+def _config_hash(info: MethodInfo, options: dict, normalize: str, weights_sha: str | None = None) -> str:
+    """sha256 of everything that decides a built-in method's fused images (options without weights paths)."""
+    from .. import __version__
+
+    doc = {"method": info.name, "options": options, "normalize": normalize, "code": _method_code(info),
+           "v": __version__}
+    if weights_sha is not None:
+        doc["weights"] = weights_sha
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _emma_specs(weights: list[str], options: dict, normalize: str) -> tuple[list[MethodSpec], dict[str, str]]:
-    from .. import __version__
-    from ..weights import DEFAULT_MODEL, load_model, packaged_models, sha256_file
-
+def _check_device(options: dict) -> None:
     device = str(options.get("device", "cpu"))
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise EmmaError(f"--device {device}: this PyTorch build sees no CUDA device")
-    code = code_hash(_SHARED_CODE + _NETWORK_CODE)
-    specs: list[MethodSpec] = []
+
+
+def _network_specs(info: MethodInfo, weights: list[str], options: dict,
+                   normalize: str) -> tuple[list[MethodSpec], dict[str, str]]:
+    """One column per weights file or packaged model; without any, the packaged default (or skipped)."""
+    from ..weights import DEFAULT_MODEL, load_model, packaged_models, sha256_file
+
+    _check_device(options)
     if not weights:
         try:
             load_model(None)
         except EmmaError as e:
-            return [], {"emma": f"skipped: {e}"}
-        sha = packaged_models()[DEFAULT_MODEL]["sha256"]
-        doc = {"method": "emma", "weights": sha, "options": options, "normalize": normalize, "code": code, "v": __version__}
-        return [MethodSpec("emma", "builtin", "emma", dict(options), _config_hash(doc))], {}
+            return [], {info.name: f"skipped: {e}"}
+        config = _config_hash(info, options, normalize, packaged_models()[DEFAULT_MODEL]["sha256"])
+        return [MethodSpec(info.name, "builtin", info.name, dict(options), config)], {}
+    specs: list[MethodSpec] = []
     stems = [Path(w).stem for w in weights]
     for w, stem in zip(weights, stems):
         p = Path(w)
@@ -110,27 +115,30 @@ def _emma_specs(weights: list[str], options: dict, normalize: str) -> tuple[list
         if sha is None:
             raise EmmaError(f"no such weights file or packaged model: {w}")
         load_model(w)  # fail early, in one line, on a checkpoint of the wrong network
-        label = "emma" if len(weights) == 1 else f"emma-{stem}"
+        label = info.name if len(weights) == 1 else f"{info.name}-{stem}"
         if stems.count(stem) > 1:
-            label = f"emma-{stem}-{sha[:8]}"
-        doc = {"method": "emma", "weights": sha, "options": options, "normalize": normalize, "code": code, "v": __version__}
-        specs.append(MethodSpec(label, "builtin", "emma", {**options, "weights": str(w)}, _config_hash(doc)))
+            label = f"{info.name}-{stem}-{sha[:8]}"
+        config = _config_hash(info, options, normalize, sha)
+        specs.append(MethodSpec(label, "builtin", info.name, {**options, "weights": str(w)}, config))
     return specs, {}
 
 
-def _builtin_spec(name: str, normalize: str) -> MethodSpec:
-    from .. import __version__
-    from ..methods.base import get_method, list_methods
+def _builtin_spec(info: MethodInfo, normalize: str) -> MethodSpec:
+    get_method(info.name)  # fail early on a method that cannot be built
+    return MethodSpec(info.name, "builtin", info.name, {}, _config_hash(info, {}, normalize))
 
+
+def _method_info(name: str) -> MethodInfo:
+    """The registered built-in method ``name`` (case-insensitive).
+
+    Not a method that reads someone else's results (it takes a ``folder``): those are ``--results``.
+    """
     known = {n.lower(): info for info in list_methods() for n in (info.name, *info.aliases)}
     info = known.get(name.lower())
-    if info is None or info.name == "folder":
-        names = ", ".join(i.name for i in list_methods() if i.name != "folder")
+    if info is None or "folder" in info.options:
+        names = ", ".join(i.name for i in list_methods() if "folder" not in i.options)
         raise EmmaError(f"unknown method {name!r}; known: {names} (external results: --results DIR)")
-    get_method(info.name)  # fail early on a method that cannot be built
-    doc = {"method": info.name, "options": {}, "normalize": normalize, "code": code_hash(_SHARED_CODE + _CLASSICAL_CODE),
-           "v": __version__}
-    return MethodSpec(info.name, "builtin", info.name, {}, _config_hash(doc))
+    return info
 
 
 def _folder_specs(results: list[str]) -> list[MethodSpec]:
@@ -151,36 +159,37 @@ def build_method_specs(
     weights: list[str] | None = None,
     results: list[str] | None = None,
     normalize: str = "minmax",
-    emma_options: dict | None = None,
+    network_options: dict | None = None,
 ) -> tuple[list[MethodSpec], dict[str, str]]:
     """The methods to benchmark, and those skipped with the reason.
 
     Args:
-        methods: built-in method names; ``None`` means the network plus every classical baseline;
+        methods: built-in method names; ``None`` means the networks plus every classical baseline;
             ``["none"]`` (or an empty list) runs no built-in method, only ``results``.
-        weights: U-Fuser weight files or packaged model names; each is one ``emma`` column (they
-            imply ``emma`` even when ``methods`` does not name it).
+        weights: weight files or packaged model names for the networks (the methods that take
+            ``weights``); each is one column, and they imply the networks when ``methods`` names none.
         results: folders holding ``<Method>/<Dataset>/`` fused images; each sub-folder is a method.
         normalize: output scaling of built-in methods (``minmax`` or ``clip``).
-        emma_options: extra options for the network (``device``, ``tile``, ``threads``).
+        network_options: options for the networks (``device``, ``tile``, ``threads``).
 
-    Without ``weights`` and without a shipped default model, ``emma`` is skipped (reason given).
+    A network without ``weights`` uses the packaged default model; without one it is skipped
+    (reason given).
     """
     weights = list(weights or [])
     if methods is None:
         methods = list(default_builtins())
-    names = [m.strip() for m in methods if m.strip() and m.strip().lower() != "none"]
-    if weights and "emma" not in [n.lower() for n in names]:
-        names.insert(0, "emma")
+    infos = [_method_info(m.strip()) for m in methods if m.strip() and m.strip().lower() != "none"]
+    if weights and not any(_takes_weights(i) for i in infos):
+        infos[:0] = [i for i in list_methods() if _takes_weights(i)]
     specs: list[MethodSpec] = []
     skipped: dict[str, str] = {}
-    for name in dict.fromkeys(names):
-        if name.lower() == "emma":
-            got, why = _emma_specs(weights, dict(emma_options or {}), normalize)
+    for info in dict.fromkeys(infos):
+        if _takes_weights(info):
+            got, why = _network_specs(info, weights, dict(network_options or {}), normalize)
             specs.extend(got)
             skipped.update(why)
         else:
-            specs.append(_builtin_spec(name, normalize))
+            specs.append(_builtin_spec(info, normalize))
     specs.extend(_folder_specs(list(results or [])))
     labels = [s.label for s in specs]
     dupes = sorted({n for n in labels if labels.count(n) > 1})

@@ -12,17 +12,14 @@ import datetime as _dt
 import html
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..io import atomic_write
 from ..metrics import HIGHER_IS_BETTER, read_metric_image
 from .figures import choose_crop, crop, display_image, method_colors, metric_bars, png_bytes, thumbnail
+from .result import BenchResult
 from .scoring import ARTEFACT
 from .tables import MethodRow, fmt
-
-if TYPE_CHECKING:
-    from .runner import BenchResult
 
 __all__ = ["write_html"]
 
@@ -98,7 +95,7 @@ def _means_table(rows: list[MethodRow], metrics: list[str], threshold: float) ->
     return "".join(out)
 
 
-def _speed_table(res: "BenchResult") -> str:
+def _speed_table(res: BenchResult) -> str:
     if not res.speed:
         return "<p class='note'>No built-in method was timed.</p>"
     out = ["<table><thead><tr><th>method</th><th>images</th><th>megapixels</th><th>ms / MP (median)</th>"
@@ -112,7 +109,7 @@ def _speed_table(res: "BenchResult") -> str:
     return "".join(out)
 
 
-def _grid(res: "BenchResult", ds, methods: list[str], images: _Images) -> str:
+def _grid(res: BenchResult, ds, methods: list[str], images: _Images) -> str:
     n = len(ds.pairs) if res.config.grid_pairs <= 0 else min(res.config.grid_pairs, len(ds.pairs))
     ir_role, vi_role = ds.roles
     head = "".join(f"<th>{_e(m)}</th>" for m in methods)
@@ -136,7 +133,7 @@ def _grid(res: "BenchResult", ds, methods: list[str], images: _Images) -> str:
     return "".join(out)
 
 
-def _crops(res: "BenchResult", ds, methods: list[str], images: _Images) -> str:
+def _crops(res: BenchResult, ds, methods: list[str], images: _Images) -> str:
     out = []
     shown = 0
     for p in ds.pairs:
@@ -160,7 +157,7 @@ def _crops(res: "BenchResult", ds, methods: list[str], images: _Images) -> str:
     return "".join(out)
 
 
-def _dataset_section(res: "BenchResult", ds, colors: dict, images: _Images) -> str:
+def _dataset_section(res: BenchResult, ds, colors: dict, images: _Images) -> str:
     rows = res.tables[ds.name]
     methods = [r.method for r in rows]
     cfg = res.config
@@ -184,7 +181,7 @@ def _dataset_section(res: "BenchResult", ds, colors: dict, images: _Images) -> s
     return "".join(parts)
 
 
-def write_html(res: "BenchResult", path: str | Path) -> Path:
+def write_html(res: BenchResult, path: str | Path) -> Path:
     """Write the report for ``res`` to ``path`` (atomically) and return the path."""
     path = Path(path)
     cfg = res.config
