@@ -1,7 +1,7 @@
 """Running a fusion network on images of any size: pad to a multiple and crop back, tile large images.
 
 The network's channel attention pools statistics over its whole input, so tiles are large
-(default 512 px), overlap generously (96 px), and their outputs are blended with a smooth
+(default 1024 px), overlap generously (128 px), and their outputs are blended with a smooth
 weight ramp so that no seam shows.
 """
 
