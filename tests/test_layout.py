@@ -59,8 +59,9 @@ def test_fusing_does_not_load_the_training_code(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("ir.png", "vi.png"):
         Image.fromarray(rng.integers(0, 256, (32, 40), dtype=np.uint8)).save(tmp_path / name)
-    script = ("import sys\nfrom emma_fusion.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-              "    assert not e.code, e.code\nprint(sorted(m for m in sys.modules if m.startswith('emma_fusion.train')))")
+    script = ("import sys\nfrom emma_fusion.cli import main\n"
+              "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "print(sorted(m for m in sys.modules if m.startswith('emma_fusion.train')))")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run([sys.executable, "-c", script, "fuse", "ir.png", "vi.png", "-o", "f.png"], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=120)
