@@ -1,30 +1,42 @@
-"""Seconds per training step at the ``cpu`` and ``paper`` presets (stage 2, and stage 1 for context).
+"""Seconds per training step: the trainer's optimised step against the plain one, in one run.
 
     python benchmarks/train_step.py                      # this CPU, 1 thread
-    python benchmarks/train_step.py --threads 2
-    python benchmarks/train_step.py --device cuda --amp bf16
+    python benchmarks/train_step.py --load 2             # also: thread counts beside 2 busy processes
+    python benchmarks/train_step.py --device cuda        # a GPU, if there is one
 
 One step = forward, backward and Adam update of the real loss modules on random crops (data
-loading excluded). The baseline is the ``cpu`` preset's stage-2 step, measured in the same run;
-the ratio column is each row's time over it. Where the paper's batch does not fit or is too slow
-(CPU: the authors' batch 8 needs more than 24 GB), a smaller batch is measured and the time is
-scaled linearly to the paper's batch; such rows say "extrapolated".
+loading excluded), at the ``cpu`` preset (and the ``paper`` preset with ``--paper``). Each
+configuration is timed twice, interleaved:
+
+- **plain**: what the trainer did before: contiguous (NCHW) tensors, fp32;
+- **optimised**: what ``emma train`` does now by default: channels-last weights and batches, and
+  bf16 autocast where the preset asks for ``amp = "auto"`` and the device computes bf16 natively.
+
+The ratio column is plain / optimised (above 1: faster). The exactness table compares the
+optimised step's loss and gradients with the plain step's on the same inputs and weights. FLOPs
+are counted by ``torch.utils.flop_counter`` over one step.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import multiprocessing as mp
+import os
 import statistics
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from emma_fusion.train.losses import EmmaLoss
 from emma_fusion.nets import SensingUNet, UFuser
 from emma_fusion.train import preset
 from emma_fusion.train.fusion import make_sampler
+from emma_fusion.train.losses import EmmaLoss
+from emma_fusion.train.loop import auto_threads, resolve_amp
+
+Step = Callable[[], torch.Tensor]
 
 
 def _sync(device: torch.device) -> None:
@@ -32,108 +44,174 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(step, repeats: int, device: torch.device) -> float:
-    step()  # warm-up
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def _autocast(device: torch.device, amp: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
-
-
-def fusion_step(preset_name: str, batch: int, device: torch.device, amp: str):
-    """A closure running one stage-2 step of ``preset_name`` at ``batch``; and its stack size."""
+def fusion_setup(preset_name: str, batch: int, device: torch.device, fmt: torch.memory_format, amp: str):
+    """(step, params) for one stage-2 step of ``preset_name``: ``step()`` returns the loss."""
     cfg = preset(preset_name, "fusion")
     width = preset(preset_name, "sensing").width
-    fuser = UFuser().to(device)
-    loss = EmmaLoss(fuser, SensingUNet(width).to(device), SensingUNet(width).to(device), a1=cfg.a1, a2=cfg.a2)
+    torch.manual_seed(0)
+    fuser = UFuser()
+    loss = EmmaLoss(fuser, SensingUNet(width), SensingUNet(width), a1=cfg.a1, a2=cfg.a2)
+    loss.to(device, memory_format=fmt)
     sampler = make_sampler(cfg)
-    opt = torch.optim.Adam(fuser.parameters(), lr=cfg.optim.lr)
     c = cfg.data.crop
-    ir, vi = torch.rand(batch, 1, c, c, device=device), torch.rand(batch, 1, c, c, device=device)
+    ir = torch.rand(batch, 1, c, c, generator=torch.Generator().manual_seed(1)).to(device, memory_format=fmt)
+    vi = torch.rand(batch, 1, c, c, generator=torch.Generator().manual_seed(2)).to(device, memory_format=fmt)
     gen = torch.Generator().manual_seed(0)
 
-    def step() -> None:
-        with _autocast(device, amp):
-            out = loss(ir, vi, sampler.sample(c, c, gen))
-        opt.zero_grad(set_to_none=True)
-        out.total.float().backward()
-        opt.step()
+    def forward() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            return loss(ir, vi, sampler.sample(c, c, gen)).total.float()
 
-    return step, sampler.per_step_size
+    return forward, list(fuser.parameters())
 
 
-def sensing_step(preset_name: str, batch: int, device: torch.device, amp: str):
-    """A closure running one stage-1 step (both A nets) of ``preset_name`` at ``batch``."""
+def sensing_setup(preset_name: str, batch: int, device: torch.device, fmt: torch.memory_format, amp: str):
+    """(step, params) for one stage-1 step (both A nets) of ``preset_name``."""
     cfg = preset(preset_name, "sensing")
-    nets = [SensingUNet(cfg.width).to(device) for _ in range(2)]
-    opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=cfg.optim.lr)
+    torch.manual_seed(0)
+    nets = [SensingUNet(cfg.width).to(device, memory_format=fmt) for _ in range(2)]
     c = cfg.data.crop
-    x = torch.rand(batch, 1, c, c, device=device)
+    f = torch.rand(batch, 1, c, c, generator=torch.Generator().manual_seed(1)).to(device, memory_format=fmt)
+    srcs = [torch.rand(batch, 1, c, c, generator=torch.Generator().manual_seed(s)).to(device) for s in (2, 3)]
 
-    def step() -> None:
-        with _autocast(device, amp):
-            loss = sum(F.mse_loss(n(x).float(), x) for n in nets)
+    def forward() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            return sum(F.mse_loss(n(f).float(), s) for n, s in zip(nets, srcs))
+
+    return forward, [p for n in nets for p in n.parameters()]
+
+
+def trainable(forward: Step, params: list[torch.Tensor], lr: float = 1e-4) -> Step:
+    """A full training step (forward, backward, Adam) around ``forward``."""
+    opt = torch.optim.Adam(params, lr=lr)
+
+    def step() -> torch.Tensor:
+        loss = forward()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        return loss
 
     return step
 
 
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def time_pair(a: Step, b: Step, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median seconds of ``a`` and of ``b``, timed alternately (after one warm-up each)."""
+    ta, tb = [], []
+    for s in (a, b):
+        s()
+    for _ in range(repeats):
+        for s, acc in ((a, ta), (b, tb)):
+            _sync(device)
+            t = time.perf_counter()
+            s()
+            _sync(device)
+            acc.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def gradients(forward: Step, params: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
+    """(loss, flattened gradient) of one forward/backward, no update."""
+    for p in params:
+        p.grad = None
+    loss = forward()
+    loss.backward()
+    return float(loss.detach()), torch.cat([p.grad.float().flatten().cpu() for p in params if p.grad is not None])
+
+
+def exactness(setup, preset_name: str, batch: int, device: torch.device, amp: str) -> tuple[float, float]:
+    """Relative loss difference and relative gradient-norm difference, optimised vs plain."""
+    l0, g0 = gradients(*setup(preset_name, batch, device, torch.contiguous_format, "none"))
+    l1, g1 = gradients(*setup(preset_name, batch, device, torch.channels_last, amp))
+    return abs(l1 - l0) / abs(l0), float((g1 - g0).norm() / g0.norm())
+
+
+def flops(forward: Step, params: list[torch.Tensor]) -> int:
+    """FLOPs of one forward + backward (the Adam update is not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        forward().backward()
+    for p in params:
+        p.grad = None
+    return counter.get_total_flops()
+
+
+def _busy(stop) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10000))
+
+
+def under_load(n: int):
+    """Context: ``n`` busy-looping processes (the "other users" of a shared machine)."""
+    class _Load:
+        def __enter__(self):
+            ctx = mp.get_context("spawn")
+            self.stop = ctx.Event()
+            self.procs = [ctx.Process(target=_busy, args=(self.stop,), daemon=True) for _ in range(n)]
+            for p in self.procs:
+                p.start()
+            time.sleep(2.0)
+            return self
+
+        def __exit__(self, *exc):
+            self.stop.set()
+            for p in self.procs:
+                p.join()
+
+    return _Load()
+
+
+def thread_rows(batch: int, device: torch.device, load: int, repeats: int) -> list[tuple[str, float]]:
+    """Stage-2 step time at 1, 2 and the trainer's automatic thread count, with ``load`` busy processes."""
+    rows = []
+    cores = len(os.sched_getaffinity(0))
+    with under_load(load):
+        auto = auto_threads()
+        for label, n in (("1 thread", 1), (f"{cores} threads", cores), (f"auto ({auto})", auto)):
+            torch.set_num_threads(n)
+            step = trainable(*fusion_setup("cpu", batch, device, torch.channels_last, "none"))
+            t, _ = time_pair(step, step, max(1, repeats // 2), device)
+            rows.append((label, t))
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--amp", choices=["none", "bf16"], default="none")
-    ap.add_argument("--paper-batch", type=int, default=None,
-                    help="batch measured for the paper rows (default: 8 on CUDA, 1 on CPU, then extrapolated)")
-    ap.add_argument("--skip-paper", action="store_true", help="only the cpu preset rows")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--paper", action="store_true", help="also the paper preset (batch 8 at 128 px; slow on a CPU)")
+    ap.add_argument("--load", type=int, default=-1,
+                    help="also time thread counts beside this many extra busy processes (0: the machine as it is)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    paper_b = args.paper_batch or (8 if device.type == "cuda" else 1)
-    rows = []
-
-    cpu_f = preset("cpu", "fusion")
-    step, k = fusion_step("cpu", cpu_f.batch, device, args.amp)
-    base = _time(step, args.repeats, device)
-    rows.append(("cpu: stage 2 (baseline)", cpu_f.batch, cpu_f.data.crop, k, preset("cpu", "sensing").width, base, "measured"))
-    cpu_s = preset("cpu", "sensing")
-    t = _time(sensing_step("cpu", cpu_s.batch, device, args.amp), args.repeats, device)
-    rows.append(("cpu: stage 1", cpu_s.batch, cpu_s.data.crop, 0, cpu_s.width, t, "measured"))
-    if not args.skip_paper:
-        pf, ps = preset("paper", "fusion"), preset("paper", "sensing")
-        step, k = fusion_step("paper", paper_b, device, args.amp)
-        t = _time(step, max(1, args.repeats - 1), device) * pf.batch / paper_b
-        how = "measured" if paper_b == pf.batch else f"batch {paper_b} x {pf.batch / paper_b:g} (extrapolated)"
-        rows.append(("paper: stage 2", pf.batch, pf.data.crop, k, ps.width, t, how))
-        sb = ps.batch if device.type == "cuda" else 4
-        t = _time(sensing_step("paper", sb, device, args.amp), max(1, args.repeats - 1), device) * ps.batch / sb
-        how = "measured" if sb == ps.batch else f"batch {sb} x {ps.batch / sb:g} (extrapolated)"
-        rows.append(("paper: stage 1", ps.batch, ps.data.crop, 0, ps.width, t, how))
-
+    presets = ["cpu"] + (["paper"] if args.paper else [])
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
-    print(f"\ntraining step time on {name}, amp={args.amp}; peak memory {_peak_mb(device):.0f} MiB\n")
-    print("| step | batch | crop | transforms | A width | s/step | vs baseline | how |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
-    for label, b, c, k, w, t, how in rows:
-        print(f"| {label} | {b} | {c} | {k or '-'} | {w} | {t:.3f} | {t / base:.2f}x | {how} |")
+    print(f"\ntraining step time on {name}; bf16 native: {resolve_amp('auto', device) == 'bf16'}\n")
+    print("| step | batch | plain s | optimised s | plain / optimised | optimised | GFLOP/step | GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    checks = []
+    for p in presets:
+        for stage, setup in (("stage 2", fusion_setup), ("stage 1", sensing_setup)):
+            cfg = preset(p, "fusion" if stage == "stage 2" else "sensing")
+            amp = resolve_amp(cfg.amp, device)
+            plain = trainable(*setup(p, cfg.batch, device, torch.contiguous_format, "none"))
+            fast = trainable(*setup(p, cfg.batch, device, torch.channels_last, amp))
+            t0, t1 = time_pair(plain, fast, args.repeats, device)
+            gf = flops(*setup(p, cfg.batch, device, torch.contiguous_format, "none")) / 1e9
+            how = "channels-last" + (" + bf16" if amp == "bf16" else "")
+            print(f"| {p}: {stage} | {cfg.batch} | {t0:.3f} | {t1:.3f} | {t0 / t1:.2f}x | {how} | {gf:.1f} | {gf / t1:.0f} |")
+            checks.append((f"{p}: {stage} ({how})", *exactness(setup, p, cfg.batch, device, amp)))
+    print("\n| exactness, optimised vs plain | loss rel. diff | gradient rel. diff |")
+    print("|---|---:|---:|")
+    for label, dl, dg in checks:
+        print(f"| {label} | {dl:.1e} | {dg:.1e} |")
+    if args.load >= 0 and device.type == "cpu":
+        cfg = preset("cpu", "fusion")
+        print(f"\n| cpu stage 2, {args.load} extra busy processes, load average {os.getloadavg()[0]:.1f} | s/step |")
+        print("|---|---:|")
+        for label, t in thread_rows(cfg.batch, device, args.load, args.repeats):
+            print(f"| {label} | {t:.3f} |")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base p
 DataOpt = Annotated[list[str], typer.Option("--data", help=_HELP_DATA)]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-AmpOpt = Annotated[Optional[str], typer.Option("--amp", help="Mixed precision: none or bf16.")]
+AmpOpt = Annotated[Optional[str], typer.Option("--amp", help="Mixed precision: none, bf16, or auto (bf16 where the device computes it natively).")]
 StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Total steps (overrides epochs).")]
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Epochs (used when steps is 0).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Crops per step and process.")]

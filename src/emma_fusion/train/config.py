@@ -124,6 +124,7 @@ class _RunFields:
     seed: int = 0
     device: str = "auto"
     amp: str = "none"
+    channels_last: bool = True
     threads: int = 0
     batch: int = 8
     epochs: float = 100.0
@@ -187,7 +188,7 @@ def _cpu(stage: str) -> StageConfig:
     """Measured on a 2-core CPU to fit both stages in about 2 hours (docs/TRAINING.md)."""
     if stage == "sensing":
         return SensingConfig(
-            width=16, batch=8, steps=3000, checkpoint_every=250, gate_crops=64,
+            width=16, batch=8, steps=3000, checkpoint_every=250, gate_crops=64, amp="auto",
             optim=OptimConfig(lr=1e-3, lr_step_epochs=0.0),
             data=DataConfig(crop=96, noise_std=0.1),
         )

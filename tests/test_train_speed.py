@@ -1,0 +1,56 @@
+"""The trainer's speed settings: thread choice, bf16 detection, channels-last exactness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emma_fusion.errors import EmmaError
+from emma_fusion.nets import SensingUNet, UFuser
+from emma_fusion.train import preset
+from emma_fusion.train.fusion import make_sampler
+from emma_fusion.train.losses import EmmaLoss
+from emma_fusion.train.loop import auto_threads, resolve_amp
+
+
+@given(st.integers(1, 64), st.floats(0.0, 200.0))
+def test_auto_threads_never_exceeds_the_idle_cores(cores, load):
+    n = auto_threads(cores, load)
+    assert 1 <= n <= cores
+    assert n <= max(1, cores - round(load) + 1)  # never more threads than idle cores (+ rounding)
+
+
+def test_auto_threads_examples():
+    assert auto_threads(2, 0.1) == 2  # idle machine: use both cores
+    assert auto_threads(2, 1.9) == 1  # two busy processes beside us: one thread, not the cliff
+    assert auto_threads(16, 3.2) == 13
+
+
+def test_resolve_amp():
+    cpu = torch.device("cpu")
+    assert resolve_amp("none", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
+    assert resolve_amp("auto", cpu) in ("none", "bf16")
+    with pytest.raises(EmmaError, match="amp must be"):
+        resolve_amp("fp8", cpu)
+
+
+def _grads(fmt: torch.memory_format) -> tuple[float, torch.Tensor]:
+    cfg = preset("cpu", "fusion")
+    torch.manual_seed(0)
+    fuser = UFuser()
+    loss = EmmaLoss(fuser, SensingUNet(8), SensingUNet(8)).to(memory_format=fmt)
+    g = torch.Generator().manual_seed(3)
+    ir, vi = (torch.rand(2, 1, 32, 32, generator=g).to(memory_format=fmt) for _ in range(2))
+    out = loss(ir, vi, make_sampler(cfg).sample(32, 32, torch.Generator().manual_seed(0)))
+    out.total.backward()
+    return float(out.total.detach()), torch.cat([p.grad.flatten() for p in fuser.parameters()])
+
+
+def test_channels_last_step_matches_the_plain_step():
+    """The trainer's default layout changes speed, not the math: same loss and gradients in fp32."""
+    l0, g0 = _grads(torch.contiguous_format)
+    l1, g1 = _grads(torch.channels_last)
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert float((g1 - g0).norm() / g0.norm()) < 1e-3
