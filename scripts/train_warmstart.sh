@@ -9,7 +9,7 @@
 #   LLVIP/train, default 4; 0 leaves LLVIP out), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
 #   VAL_EVERY (steps between validations, default 500), INIT (U-Fuser to continue from, e.g. emma-default:
 #   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's),
-#   SIGNED (true: the content loss's signed texture term, content_signed).
+#   SIGNED (true: the content loss's signed texture term, content_signed), GAIN (content_grad_gain).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -33,6 +33,7 @@ threads = ${THREADS:-1}
 seed = ${SEED:-0}
 ${GRAD_WEIGHT:+content_grad_weight = $GRAD_WEIGHT}
 ${SIGNED:+content_signed = $SIGNED}
+${GAIN:+content_grad_gain = $GAIN}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false

@@ -68,6 +68,17 @@ def test_signed_texture_term_sees_a_target_turned_dark():
     assert torch.equal(g[..., 11:13], g_vi[..., 11:13])
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_gradient_gain_scales_the_texture_target(signed):
+    ir = torch.zeros(1, 1, 16, 16)
+    ir[..., 4:10, 5:9] = 0.6
+    vi = torch.zeros_like(ir)
+    boosted = 1.25 * ir  # edges 1.25 x the strongest source's: the texture term is met exactly
+    intensity = torch.nn.functional.l1_loss(boosted, ir)
+    assert float(content_loss(boosted, ir, vi, 5.0, signed, grad_gain=1.25)) == pytest.approx(float(intensity), abs=1e-6)
+    assert float(content_loss(boosted, ir, vi, 5.0, signed)) > float(intensity) + 0.01
+
+
 def test_content_ablation_and_anchor_terms():
     torch.manual_seed(0)
     fuser = UFuser()

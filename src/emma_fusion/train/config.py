@@ -166,6 +166,7 @@ class FusionConfig(_RunFields):
     content_weight: float = 0.0
     content_grad_weight: float = 10.0
     content_signed: bool = False
+    content_grad_gain: float = 1.0
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

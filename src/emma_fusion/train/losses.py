@@ -81,7 +81,8 @@ def signed_max_gradient(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
 
 
 def content_loss(
-    f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False
+    f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
+    grad_gain: float = 1.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -91,15 +92,16 @@ def content_loss(
     source; one fuser pass per sample, no sensing nets. With ``signed=True`` the texture term
     compares the Sobel components themselves with :func:`signed_max_gradient` (the stronger
     source's gradient, signs kept), so an edge of the wrong polarity (a warm target turned dark)
-    costs as much as a missing one; ``|Sobel|`` alone is blind to it.
+    costs as much as a missing one; ``|Sobel|`` alone is blind to it. ``grad_gain`` scales the
+    texture target (above 1: edges and detail stronger than in either source).
     """
     intensity = F.l1_loss(f, torch.maximum(ir, vi))
     if signed:
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
-        texture = (g_f - signed_max_gradient(ir, vi)).abs().sum(dim=2).mean()
+        texture = (g_f - grad_gain * signed_max_gradient(ir, vi)).abs().sum(dim=2).mean()
     else:
-        texture = F.l1_loss(abs_sobel(f), torch.maximum(abs_sobel(ir), abs_sobel(vi)))
+        texture = F.l1_loss(abs_sobel(f), grad_gain * torch.maximum(abs_sobel(ir), abs_sobel(vi)))
     return intensity + grad_weight * texture
 
 
@@ -126,6 +128,7 @@ class EmmaLoss(nn.Module):
             ``"content"`` ablation uses the content loss alone, with weight 1 when this is 0).
         content_grad_weight: the gradient weight inside :func:`content_loss`.
         content_signed: use the signed texture term of :func:`content_loss`.
+        content_grad_gain: the texture target's gain in :func:`content_loss`.
 
     ``forward(ir, vi, transforms)`` returns a :class:`LossOutput`; ``transforms`` is the step's
     transform stack (ignored by ablations I and III).
@@ -144,6 +147,7 @@ class EmmaLoss(nn.Module):
         content_weight: float = 0.0,
         content_grad_weight: float = 10.0,
         content_signed: bool = False,
+        content_grad_gain: float = 1.0,
     ) -> None:
         super().__init__()
         if ablation not in ABLATIONS:
@@ -157,7 +161,7 @@ class EmmaLoss(nn.Module):
         self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
         self.content_weight, self.content_grad_weight = content_weight, float(content_grad_weight)
-        self.content_signed = bool(content_signed)
+        self.content_signed, self.content_grad_gain = bool(content_signed), float(content_grad_gain)
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
         self.weights = {"sense_ir": 1.0, "sense_vi": self.a1, "plain_ir": 1.0, "plain_vi": self.a1,
                         "equivariant": self.a2, "content": self.content_weight}
@@ -193,7 +197,7 @@ class EmmaLoss(nn.Module):
         return self.plain(f, vi)
 
     def _content(self, ir, vi, f, transforms):
-        return content_loss(f, ir, vi, self.content_grad_weight, self.content_signed)
+        return content_loss(f, ir, vi, self.content_grad_weight, self.content_signed, self.content_grad_gain)
 
     def _equivariant(self, ir, vi, f, transforms):
         if not transforms:
