@@ -294,6 +294,9 @@ def test_emma_weights_column_keyed_by_weights(tmp_path):
     assert specs[0].config_hash != specs[1].config_hash
     one, _ = build_method_specs(["emma"], weights=[str(w1)])
     assert [s.label for s in one] == ["emma"] and one[0].config_hash == specs[0].config_hash
+    w3 = save_weights(tmp_path / "emma-sharp.safetensors", UFuser())  # already named after the method
+    named, _ = build_method_specs(["emma"], weights=[str(w1), str(w3)])
+    assert [s.label for s in named] == ["emma-a", "emma-sharp"]
     with pytest.raises(EmmaError, match="unknown method 'nope'"):
         build_method_specs(["nope"])
     if not torch.cuda.is_available():
