@@ -120,7 +120,7 @@ import sys, time
 import emma_fusion.api as api
 fuse_files = api.fuse_files
 def slow(*args, **kwargs):
-    time.sleep(0.3)
+    time.sleep(1.0)  # a wide window for the signal, even on a loaded machine
     return fuse_files(*args, **kwargs)
 api.fuse_files = slow
 from emma_fusion.cli import main
