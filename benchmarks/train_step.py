@@ -24,7 +24,8 @@ import multiprocessing as mp
 import os
 import statistics
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -95,19 +96,19 @@ def trainable(forward: Step, params: list[torch.Tensor], lr: float = 1e-4) -> St
     return step
 
 
-def time_pair(a: Step, b: Step, repeats: int, device: torch.device) -> tuple[float, float]:
-    """Median seconds of ``a`` and of ``b``, timed alternately (after one warm-up each)."""
-    ta, tb = [], []
-    for s in (a, b):
+def time_steps(steps: list[Step], repeats: int, device: torch.device) -> list[float]:
+    """Median seconds of each step, timed round-robin (after one warm-up each)."""
+    times: list[list[float]] = [[] for _ in steps]
+    for s in steps:
         s()
     for _ in range(repeats):
-        for s, acc in ((a, ta), (b, tb)):
+        for s, acc in zip(steps, times):
             _sync(device)
             t = time.perf_counter()
             s()
             _sync(device)
             acc.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
+    return [statistics.median(acc) for acc in times]
 
 
 def gradients(forward: Step, params: list[torch.Tensor]) -> tuple[float, torch.Tensor]:
@@ -140,24 +141,21 @@ def _busy(stop) -> None:
         sum(i * i for i in range(10000))
 
 
-def under_load(n: int):
-    """Context: ``n`` busy-looping processes (the "other users" of a shared machine)."""
-    class _Load:
-        def __enter__(self):
-            ctx = mp.get_context("spawn")
-            self.stop = ctx.Event()
-            self.procs = [ctx.Process(target=_busy, args=(self.stop,), daemon=True) for _ in range(n)]
-            for p in self.procs:
-                p.start()
-            time.sleep(2.0)
-            return self
-
-        def __exit__(self, *exc):
-            self.stop.set()
-            for p in self.procs:
-                p.join()
-
-    return _Load()
+@contextmanager
+def under_load(n: int) -> Iterator[None]:
+    """``n`` busy-looping processes (the "other users" of a shared machine) while the block runs."""
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    procs = [ctx.Process(target=_busy, args=(stop,), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)
+    try:
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.join()
 
 
 def thread_rows(batch: int, device: torch.device, load: int, repeats: int) -> list[tuple[str, float]]:
@@ -169,8 +167,7 @@ def thread_rows(batch: int, device: torch.device, load: int, repeats: int) -> li
         for label, n in (("1 thread", 1), (f"{cores} threads", cores), (f"auto ({auto})", auto)):
             torch.set_num_threads(n)
             step = trainable(*fusion_setup("cpu", batch, device, torch.channels_last, "none"))
-            t, _ = time_pair(step, step, max(1, repeats // 2), device)
-            rows.append((label, t))
+            rows.append((label, time_steps([step], max(1, repeats // 2), device)[0]))
     return rows
 
 
@@ -197,7 +194,7 @@ def main() -> None:
             amp = resolve_amp(cfg.amp, device)
             plain = trainable(*setup(p, cfg.batch, device, torch.contiguous_format, "none"))
             fast = trainable(*setup(p, cfg.batch, device, torch.channels_last, amp))
-            t0, t1 = time_pair(plain, fast, args.repeats, device)
+            t0, t1 = time_steps([plain, fast], args.repeats, device)
             gf = flops(*setup(p, cfg.batch, device, torch.contiguous_format, "none")) / 1e9
             how = "channels-last" + (" + bf16" if amp == "bf16" else "")
             print(f"| {p}: {stage} | {cfg.batch} | {t0:.3f} | {t1:.3f} | {t0 / t1:.2f}x | {how} | {gf:.1f} | {gf / t1:.0f} |")

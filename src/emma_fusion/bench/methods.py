@@ -116,7 +116,8 @@ def _network_specs(info: MethodInfo, weights: list[str], options: dict,
             raise EmmaError(f"no such weights file or packaged model: {w}")
         load_model(w)  # fail early, in one line, on a checkpoint of the wrong network
         # several weights: one column each, named after the file (emma-default stays emma-default)
-        label = info.name if len(weights) == 1 else stem if stem.startswith(f"{info.name}-") else f"{info.name}-{stem}"
+        named = stem if stem.startswith(f"{info.name}-") else f"{info.name}-{stem}"
+        label = info.name if len(weights) == 1 else named
         if stems.count(stem) > 1:
             label = f"{info.name}-{stem}-{sha[:8]}"
         config = _config_hash(info, options, normalize, sha)

@@ -155,8 +155,6 @@ def setup_runtime(cfg: StageConfig) -> Runtime:
     ``threads = 0`` picks :func:`auto_threads` (divided among the ranks on one machine);
     ``amp = "auto"`` is resolved by :func:`resolve_amp`.
     """
-    if cfg.amp not in ("none", "bf16", "auto"):
-        raise EmmaError(f"amp must be 'none', 'bf16' or 'auto', not {cfg.amp!r}")
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     threads = cfg.threads if cfg.threads > 0 else max(1, auto_threads() // max(1, local_world))
     torch.set_num_threads(threads)
@@ -178,9 +176,10 @@ def setup_runtime(cfg: StageConfig) -> Runtime:
         device = torch.device("cpu")
     else:
         raise EmmaError(f"unknown device {cfg.device!r}; use auto, cpu, cuda or cuda:N")
+    amp = resolve_amp(cfg.amp, device)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device=device, rank=rank, local_rank=local_rank, world=world, amp=resolve_amp(cfg.amp, device),
+    return Runtime(device=device, rank=rank, local_rank=local_rank, world=world, amp=amp,
                    channels_last=cfg.channels_last)
 
 

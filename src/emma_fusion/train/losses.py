@@ -23,6 +23,7 @@ anchor term (``terms["content"]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -160,8 +161,9 @@ class EmmaLoss(nn.Module):
         self.sense_ir = _freeze(sense_ir) if self.needs_sensing(ablation) else None
         self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
-        self.content_weight, self.content_grad_weight = content_weight, float(content_grad_weight)
-        self.content_signed, self.content_grad_gain = bool(content_signed), float(content_grad_gain)
+        self.content_weight = content_weight
+        self.content_loss = partial(content_loss, grad_weight=float(content_grad_weight), signed=bool(content_signed),
+                                    grad_gain=float(content_grad_gain))
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
         self.weights = {"sense_ir": 1.0, "sense_vi": self.a1, "plain_ir": 1.0, "plain_vi": self.a1,
                         "equivariant": self.a2, "content": self.content_weight}
@@ -197,7 +199,7 @@ class EmmaLoss(nn.Module):
         return self.plain(f, vi)
 
     def _content(self, ir, vi, f, transforms):
-        return content_loss(f, ir, vi, self.content_grad_weight, self.content_signed, self.content_grad_gain)
+        return self.content_loss(f, ir, vi)
 
     def _equivariant(self, ir, vi, f, transforms):
         if not transforms:
