@@ -211,3 +211,12 @@ def test_method_options_come_from_the_registry(tmp_path, capsys):
     code, _, _ = run(capsys, "fuse", tmp_path / "ir.png", tmp_path / "vi.png", "-o", tmp_path / "f.png",
                      "--method", "gff", "--threads", "1")
     assert code == 0 and (tmp_path / "f.png").is_file()
+
+
+def test_files_given_as_folders_get_the_one_pair_hint(tmp_path, pair, capsys):
+    ir, vi = pair
+    code, _, err = run(capsys, "fuse", "--ir", ir, "--vi", vi, "--out", tmp_path / "o.png", "--method", "average")
+    assert code == 2 and "for one pair: emma fuse IR VI -o OUT" in err
+    assert not (tmp_path / "o.png").exists()
+    with pytest.raises(EmmaError, match="not a folder"):
+        emma_fusion.io.list_images(ir)

@@ -249,7 +249,7 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
     """Map file stem -> path for the image files directly inside ``folder``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise EmmaError(f"no such folder: {folder}")
+        raise EmmaError(f"not a folder: {folder}" if folder.exists() else f"no such folder: {folder}")
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):

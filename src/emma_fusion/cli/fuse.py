@@ -54,6 +54,8 @@ def fuse_command(
         ir_dir, vi_dir = ir_dir or ir, vi_dir or vi
         if not (ir_dir and vi_dir and out):
             raise EmmaError("folder mode needs --ir DIR --vi DIR --out DIR")
+        if ir_dir.is_file() or vi_dir.is_file():
+            raise EmmaError("--ir and --vi take folders; for one pair: emma fuse IR VI -o OUT")
         with exit_on_interrupt("nothing written"):
             _fuse_folders(ir_dir, vi_dir, out, mopts, opts, overwrite, streams)
         return
