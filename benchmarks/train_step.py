@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                      # this CPU, 1 thread
     python benchmarks/train_step.py --load 2             # also: thread counts beside 2 busy processes
     python benchmarks/train_step.py --device cuda        # a GPU, if there is one
+    python benchmarks/train_step.py --profile            # also: where the optimised step's time goes
 
 One step = forward, backward and Adam update of the real loss modules on random crops (data
 loading excluded), at the ``cpu`` preset (and the ``paper`` preset with ``--paper``). Each
@@ -136,6 +137,35 @@ def flops(forward: Step, params: list[torch.Tensor]) -> int:
     return counter.get_total_flops()
 
 
+def conv_flops(forward: Step, params: list[torch.Tensor]) -> tuple[int, int]:
+    """(convolution FLOPs, all FLOPs) of one forward + backward."""
+    with FlopCounterMode(display=False) as counter:
+        forward().backward()
+    for p in params:
+        p.grad = None
+    ops = counter.get_flop_counts().get("Global", {})
+    return sum(n for op, n in ops.items() if "conv" in str(op)), counter.get_total_flops()
+
+
+def profile_row(setup, preset_name: str, batch: int, device: torch.device, amp: str, repeats: int = 3) -> dict:
+    """Where one optimised step's CPU time goes: convolutions (forward and backward) against the rest.
+
+    Returns seconds per step (profiled), the convolutions' seconds and share, their GFLOP/s, and the
+    speed-up bound ``step / convolutions``: what removing every other op would give at these kernels.
+    """
+    fwd, params = setup(preset_name, batch, device, torch.channels_last, amp)
+    step = trainable(fwd, params)
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e6 / repeats
+    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key) / 1e6 / repeats
+    cflops, _ = conv_flops(*setup(preset_name, batch, device, torch.channels_last, amp))
+    return {"step": total, "conv": conv, "share": conv / total, "gflops": cflops / 1e9 / conv, "bound": total / conv}
+
+
 def _busy(stop) -> None:
     while not stop.is_set():
         sum(i * i for i in range(10000))
@@ -177,6 +207,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--paper", action="store_true", help="also the paper preset (batch 8 at 128 px; slow on a CPU)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the optimised cpu steps: convolution time and GFLOP/s against the rest")
     ap.add_argument("--load", type=int, default=-1,
                     help="also time thread counts beside this many extra busy processes (0: the machine as it is)")
     args = ap.parse_args()
@@ -203,6 +235,13 @@ def main() -> None:
     print("|---|---:|---:|")
     for label, dl, dg in checks:
         print(f"| {label} | {dl:.1e} | {dg:.1e} |")
+    if args.profile and device.type == "cpu":
+        print("\n| optimised step, profiled | s/step | convolutions s (share) | conv GFLOP/s | bound if only convolutions remained |")
+        print("|---|---:|---:|---:|---:|")
+        for stage, setup in (("stage 2", fusion_setup), ("stage 1", sensing_setup)):
+            cfg = preset("cpu", "fusion" if stage == "stage 2" else "sensing")
+            r = profile_row(setup, "cpu", cfg.batch, device, resolve_amp(cfg.amp, device))
+            print(f"| cpu: {stage} | {r['step']:.3f} | {r['conv']:.3f} ({r['share']:.0%}) | {r['gflops']:.0f} | {r['bound']:.2f}x |")
     if args.load >= 0 and device.type == "cpu":
         cfg = preset("cpu", "fusion")
         print(f"\n| cpu stage 2, {args.load} extra busy processes, load average {os.getloadavg()[0]:.1f} | s/step |")

@@ -9,7 +9,9 @@
 #   LLVIP/train, default 4; 0 leaves LLVIP out), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
 #   VAL_EVERY (steps between validations, default 500), INIT (U-Fuser to continue from, e.g. emma-default:
 #   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's),
-#   SIGNED (true: the content loss's signed texture term, content_signed), GAIN (content_grad_gain).
+#   SIGNED (true: the content loss's signed texture term, content_signed), GAIN (content_grad_gain),
+#   MARGIN (content_ir_margin: how much stronger an infrared edge must be to be the texture target),
+#   BASE (content_base_weight: the block-mean brightness term's weight).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -34,6 +36,8 @@ seed = ${SEED:-0}
 ${GRAD_WEIGHT:+content_grad_weight = $GRAD_WEIGHT}
 ${SIGNED:+content_signed = $SIGNED}
 ${GAIN:+content_grad_gain = $GAIN}
+${MARGIN:+content_ir_margin = $MARGIN}
+${BASE:+content_base_weight = $BASE}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false

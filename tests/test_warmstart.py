@@ -69,6 +69,41 @@ def test_signed_texture_term_sees_a_target_turned_dark():
 
 
 @pytest.mark.parametrize("signed", [False, True])
+def test_ir_margin_drops_weak_infrared_texture_only(signed):
+    """A weak infrared stripe over a flat visible sky stops being a target; a strong warm edge stays one."""
+    ir = torch.zeros(1, 1, 24, 24)
+    ir[..., ::2, :] += 0.02  # horizontal sensor stripes, G about 0.16
+    ir[..., 12:20, 8:14] = 0.8  # a warm target, G up to 3.2
+    vi = torch.full_like(ir, 0.5)  # a flat, bright visible sky
+    stripes = torch.maximum(ir, vi).clone()
+    stripes[..., ::2, :] += 0.02  # the fused image carries the stripes
+    clean = torch.maximum(ir, vi)
+    loss = lambda f, m: float(content_loss(f, ir, vi, 5.0, signed, ir_margin=m))  # noqa: E731
+    assert loss(stripes, 0.0) < loss(clean, 0.0)  # no margin: the stripes are asked for
+    assert loss(clean, 0.5) < loss(stripes, 0.5)  # a margin above their G: flat sky is the target
+    g = signed_max_gradient(ir, vi, 0.5)
+    g_ir = kornia.filters.spatial_gradient(ir, normalized=False)
+    assert torch.equal(g[..., 11:13, 8:14], g_ir[..., 11:13, 8:14])  # the target's edge is kept
+    assert float(g[..., :8, :].abs().max()) == 0.0  # the stripes are not
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_base_term_charges_shifted_regions_not_detail(signed):
+    """The block-mean term sees a region shifted in brightness, not detail that averages out per block."""
+    gen = torch.Generator().manual_seed(0)
+    ir, vi = torch.rand(1, 1, 32, 32, generator=gen), torch.rand(1, 1, 32, 32, generator=gen)
+    target = torch.maximum(ir, vi)
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 0.1 - 0.05  # zero mean per 2x2
+    loss = lambda f, w: float(content_loss(f, ir, vi, 5.0, signed, base_weight=w, base_size=8))  # noqa: E731
+    detail = target + checker
+    assert loss(detail, 3.0) == pytest.approx(loss(detail, 0.0), abs=1e-6)
+    shifted = target - 0.2  # a whole image darker by 0.2: the texture term cannot see it
+    assert loss(shifted, 0.0) - loss(target, 0.0) == pytest.approx(0.2, abs=1e-5)
+    assert loss(shifted, 3.0) - loss(shifted, 0.0) == pytest.approx(3 * 0.2, abs=1e-5)
+    assert loss(target, 3.0) == pytest.approx(loss(target, 0.0), abs=1e-6)
+
+
+@pytest.mark.parametrize("signed", [False, True])
 def test_gradient_gain_scales_the_texture_target(signed):
     ir = torch.zeros(1, 1, 16, 16)
     ir[..., 4:10, 5:9] = 0.6

@@ -167,6 +167,9 @@ class FusionConfig(_RunFields):
     content_grad_weight: float = 10.0
     content_signed: bool = False
     content_grad_gain: float = 1.0
+    content_ir_margin: float = 0.0
+    content_base_weight: float = 0.0
+    content_base_size: int = 16
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

@@ -69,21 +69,26 @@ def abs_sobel(x: torch.Tensor) -> torch.Tensor:
     return g.abs().sum(dim=2)
 
 
-def signed_max_gradient(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+def signed_max_gradient(ir: torch.Tensor, vi: torch.Tensor, ir_margin: float = 0.0) -> torch.Tensor:
     """Per pixel, the Sobel gradient (both components, signs kept) of the source whose edge is stronger.
 
     ``(N, 1, H, W)`` x 2 -> ``(N, 1, 2, H, W)`` (unnormalised 3x3 Sobel, replicate border); the source
-    is chosen by ``G = |Sobel_x| + |Sobel_y|``, ties going to the infrared image.
+    is chosen by ``G = |Sobel_x| + |Sobel_y|``: the infrared one where ``G_ir >= G_vi + ir_margin``.
     """
     g_ir = spatial_gradient(ir, mode="sobel", order=1, normalized=False)
     g_vi = spatial_gradient(vi, mode="sobel", order=1, normalized=False)
-    take_ir = g_ir.abs().sum(dim=2, keepdim=True) >= g_vi.abs().sum(dim=2, keepdim=True)
+    take_ir = g_ir.abs().sum(dim=2, keepdim=True) >= g_vi.abs().sum(dim=2, keepdim=True) + ir_margin
     return torch.where(take_ir, g_ir, g_vi)
+
+
+def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Means over ``size`` x ``size`` blocks (a partial last block included): (N, C, H, W) -> (N, C, ceil(H/size), ceil(W/size))."""
+    return F.avg_pool2d(x, size, stride=size, ceil_mode=True, count_include_pad=False)
 
 
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
-    grad_gain: float = 1.0,
+    grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -94,15 +99,29 @@ def content_loss(
     compares the Sobel components themselves with :func:`signed_max_gradient` (the stronger
     source's gradient, signs kept), so an edge of the wrong polarity (a warm target turned dark)
     costs as much as a missing one; ``|Sobel|`` alone is blind to it. ``grad_gain`` scales the
-    texture target (above 1: edges and detail stronger than in either source).
+    texture target (above 1: edges and detail stronger than in either source). With ``ir_margin``
+    the infrared edge is the target only where it beats the visible one by that much (in ``G``
+    units; a unit step gives 4): weak infrared texture, such as a thermal sensor's stripes in a
+    flat sky, is not asked for where the visible image is flat.
+
+    ``base_weight`` adds ``base_weight * l1(P f, P max(i, v))`` with ``P`` the mean over
+    ``base_size`` x ``base_size`` blocks: it holds the image's coarse brightness layout to the max
+    composite's. Without it the texture term, whose target (edges taken from either source) is not
+    the gradient of any one image, can shift whole regions (a visible sky turned grey by the
+    infrared image's edges), which lowers SD and VIF after min-max scaling.
     """
-    intensity = F.l1_loss(f, torch.maximum(ir, vi))
+    target = torch.maximum(ir, vi)
+    intensity = F.l1_loss(f, target)
+    if base_weight > 0:
+        intensity = intensity + base_weight * F.l1_loss(_block_mean(f, base_size), _block_mean(target, base_size))
     if signed:
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
-        texture = (g_f - grad_gain * signed_max_gradient(ir, vi)).abs().sum(dim=2).mean()
+        texture = (g_f - grad_gain * signed_max_gradient(ir, vi, ir_margin)).abs().sum(dim=2).mean()
     else:
-        texture = F.l1_loss(abs_sobel(f), grad_gain * torch.maximum(abs_sobel(ir), abs_sobel(vi)))
+        g_ir, g_vi = abs_sobel(ir), abs_sobel(vi)
+        target = torch.where(g_ir >= g_vi + ir_margin, g_ir, g_vi)
+        texture = F.l1_loss(abs_sobel(f), grad_gain * target)
     return intensity + grad_weight * texture
 
 
@@ -130,6 +149,8 @@ class EmmaLoss(nn.Module):
         content_grad_weight: the gradient weight inside :func:`content_loss`.
         content_signed: use the signed texture term of :func:`content_loss`.
         content_grad_gain: the texture target's gain in :func:`content_loss`.
+        content_ir_margin: how much stronger an infrared edge must be to be the texture target.
+        content_base_weight, content_base_size: the block-mean brightness term of :func:`content_loss`.
 
     ``forward(ir, vi, transforms)`` returns a :class:`LossOutput`; ``transforms`` is the step's
     transform stack (ignored by ablations I and III).
@@ -149,6 +170,9 @@ class EmmaLoss(nn.Module):
         content_grad_weight: float = 10.0,
         content_signed: bool = False,
         content_grad_gain: float = 1.0,
+        content_ir_margin: float = 0.0,
+        content_base_weight: float = 0.0,
+        content_base_size: int = 16,
     ) -> None:
         super().__init__()
         if ablation not in ABLATIONS:
@@ -163,7 +187,8 @@ class EmmaLoss(nn.Module):
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
         self.content_weight = content_weight
         self.content_loss = partial(content_loss, grad_weight=float(content_grad_weight), signed=bool(content_signed),
-                                    grad_gain=float(content_grad_gain))
+                                    grad_gain=float(content_grad_gain), ir_margin=float(content_ir_margin),
+                                    base_weight=float(content_base_weight), base_size=int(content_base_size))
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
         self.weights = {"sense_ir": 1.0, "sense_vi": self.a1, "plain_ir": 1.0, "plain_vi": self.a1,
                         "equivariant": self.a2, "content": self.content_weight}
