@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..weights import load_model, load_weights_into, save_weights
 from .config import FusionConfig
 from .data import PairedCrops
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
-from .losses import ContentLoss, EmmaLoss
+from .losses import EmmaLoss, content_loss
 from .sensing import GATE_FILE, SENSING_FILES
 from .transforms import TransformSampler
 
@@ -271,8 +272,9 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
             a.to(rt.device)
     loss = EmmaLoss(fuser, sense and sense["ir"], sense and sense["vi"], a1=cfg.a1, a2=cfg.a2,
                     ablation=cfg.ablation, plain_grad=cfg.plain_grad, content_weight=cfg.content_weight,
-                    content=ContentLoss(cfg.content_grad_weight, cfg.content_signed, cfg.content_grad_gain,
-                                        cfg.content_ir_margin, cfg.content_base_weight, cfg.content_base_size))
+                    content=partial(content_loss, grad_weight=cfg.content_grad_weight, signed=cfg.content_signed,
+                                    grad_gain=cfg.content_grad_gain, ir_margin=cfg.content_ir_margin,
+                                    base_weight=cfg.content_base_weight, base_size=cfg.content_base_size))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     monitor = None

@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import EmmaError
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "content_loss", "ContentLoss", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "content_loss", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -124,22 +124,6 @@ def content_loss(
     return intensity + grad_weight * texture
 
 
-@dataclass(frozen=True)
-class ContentLoss:
-    """:func:`content_loss` with its settings bound: ``ContentLoss(...)(f, ir, vi)`` -> scalar."""
-
-    grad_weight: float = 10.0
-    signed: bool = False
-    grad_gain: float = 1.0
-    ir_margin: float = 0.0
-    base_weight: float = 0.0
-    base_size: int = 16
-
-    def __call__(self, f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
-        return content_loss(f, ir, vi, self.grad_weight, self.signed, self.grad_gain, self.ir_margin,
-                            self.base_weight, self.base_size)
-
-
 @dataclass
 class LossOutput:
     """The total loss, its named terms (detached 0-d tensors, for logging) and the fused batch."""
@@ -161,7 +145,8 @@ class EmmaLoss(nn.Module):
         plain_grad: use ``L`` (l1 + gradient) instead of plain l1 in the ablation II-IV terms.
         content_weight: weight of :func:`content_loss` added as an anchor term (0: none; the
             ``"content"`` ablation uses the content loss alone, with weight 1 when this is 0).
-        content: the content loss's settings (:class:`ContentLoss`; default: its defaults).
+        content: the content loss, ``(f, ir, vi) -> scalar`` (default: :func:`content_loss` with its
+            defaults); bind other settings with ``functools.partial(content_loss, signed=True, ...)``.
 
     ``forward(ir, vi, transforms)`` returns a :class:`LossOutput`; ``transforms`` is the step's
     transform stack (ignored by ablations I and III).
@@ -178,7 +163,7 @@ class EmmaLoss(nn.Module):
         ablation: str = "full",
         plain_grad: bool = False,
         content_weight: float = 0.0,
-        content: "ContentLoss | None" = None,
+        content: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if ablation not in ABLATIONS:
@@ -192,7 +177,7 @@ class EmmaLoss(nn.Module):
         self.sense_vi = _freeze(sense_vi) if self.needs_sensing(ablation) else None
         self.a1, self.a2, self.ablation = float(a1), float(a2), ablation
         self.content_weight = content_weight
-        self.content_loss = content or ContentLoss()
+        self.content_loss = content or content_loss
         self.plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sobel_l1 if plain_grad else F.l1_loss
         self.weights = {"sense_ir": 1.0, "sense_vi": self.a1, "plain_ir": 1.0, "plain_vi": self.a1,
                         "equivariant": self.a2, "content": self.content_weight}
