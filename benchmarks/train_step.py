@@ -238,10 +238,17 @@ def main() -> None:
     if args.profile and device.type == "cpu":
         print("\n| optimised step, profiled | s/step | convolutions s (share) | conv GFLOP/s | bound if only convolutions remained |")
         print("|---|---:|---:|---:|---:|")
-        for stage, setup in (("stage 2", fusion_setup), ("stage 1", sensing_setup)):
-            cfg = preset("cpu", "fusion" if stage == "stage 2" else "sensing")
-            r = profile_row(setup, "cpu", cfg.batch, device, resolve_amp(cfg.amp, device))
-            print(f"| cpu: {stage} | {r['step']:.3f} | {r['conv']:.3f} ({r['share']:.0%}) | {r['gflops']:.0f} | {r['bound']:.2f}x |")
+        bf16 = resolve_amp("auto", device) == "bf16"
+        rows = [("stage 2", fusion_setup, "fusion", None), ("stage 2", fusion_setup, "fusion", "bf16"),
+                ("stage 1", sensing_setup, "sensing", None)]
+        for stage, setup, kind, amp in rows:
+            cfg = preset("cpu", kind)
+            amp = amp or resolve_amp(cfg.amp, device)
+            if amp == "bf16" and not bf16:
+                continue
+            r = profile_row(setup, "cpu", cfg.batch, device, amp)
+            label = f"cpu: {stage}" + (" (bf16 autocast)" if amp == "bf16" else " (fp32)")
+            print(f"| {label} | {r['step']:.3f} | {r['conv']:.3f} ({r['share']:.0%}) | {r['gflops']:.0f} | {r['bound']:.2f}x |")
     if args.load >= 0 and device.type == "cpu":
         cfg = preset("cpu", "fusion")
         print(f"\n| cpu stage 2, {args.load} extra busy processes, load average {os.getloadavg()[0]:.1f} | s/step |")

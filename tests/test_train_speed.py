@@ -54,3 +54,21 @@ def test_channels_last_step_matches_the_plain_step():
     l1, g1 = _grads(torch.channels_last)
     assert l1 == pytest.approx(l0, rel=1e-5)
     assert float((g1 - g0).norm() / g0.norm()) < 1e-3
+
+
+def test_benchmark_counts_convolution_flops():
+    """benchmarks/train_step.py --profile divides by these FLOPs: a known convolution's count."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("train_step", Path(__file__).parents[1] / "benchmarks" / "train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    x = torch.rand(2, 4, 10, 10)  # no input gradient: backward computes the weight gradient only
+    forward = lambda: (conv(x) ** 2).mean()  # noqa: E731
+    conv_flops, total = bench.conv_flops(forward, list(conv.parameters()))
+    one_pass = 2 * 2 * 6 * 10 * 10 * 4 * 9  # 2 FLOP per multiply-add, N * Cout * H * W * Cin * k * k
+    assert conv_flops == 2 * one_pass  # forward + weight gradient
+    assert total == conv_flops  # the squares and the mean are not counted as FLOPs
+    assert conv.weight.grad is None  # the helper leaves no gradients behind
