@@ -11,7 +11,8 @@
 #   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's),
 #   SIGNED (true: the content loss's signed texture term, content_signed), GAIN (content_grad_gain),
 #   MARGIN (content_ir_margin: how much stronger an infrared edge must be to be the texture target),
-#   BASE (content_base_weight: the block-mean brightness term's weight).
+#   BASE (content_base_weight: the block-mean brightness term's weight),
+#   POLARITY (true: content_polarity, the signed target's sign checked against the max composite's).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -38,6 +39,7 @@ ${SIGNED:+content_signed = $SIGNED}
 ${GAIN:+content_grad_gain = $GAIN}
 ${MARGIN:+content_ir_margin = $MARGIN}
 ${BASE:+content_base_weight = $BASE}
+${POLARITY:+content_polarity = $POLARITY}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false

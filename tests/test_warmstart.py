@@ -15,7 +15,7 @@ from PIL import Image
 
 from emma_fusion.train.data import DatasetSpec, PairedCrops
 from emma_fusion.errors import EmmaError
-from emma_fusion.train.losses import EmmaLoss, abs_sobel, content_loss, signed_max_gradient
+from emma_fusion.train.losses import EmmaLoss, abs_sobel, content_loss, polarity_checked, signed_max_gradient
 from emma_fusion.metrics import compute
 from emma_fusion.nets import UFuser
 from emma_fusion.train import apply_overrides, load_config, preset, train_fusion
@@ -85,6 +85,28 @@ def test_ir_margin_drops_weak_infrared_texture_only(signed):
     g_ir = kornia.filters.spatial_gradient(ir, normalized=False)
     assert torch.equal(g[..., 11:13, 8:14], g_ir[..., 11:13, 8:14])  # the target's edge is kept
     assert float(g[..., :8, :].abs().max()) == 0.0  # the stripes are not
+
+
+def test_polarity_check_keeps_warm_targets_and_a_bright_sky():
+    ir = torch.zeros(1, 1, 24, 24)
+    ir[..., 12:, :] = 0.8  # warm trees under a cold sky: a strong upward step
+    vi = torch.full_like(ir, 0.9)
+    vi[..., 12:, :] = 0.4  # bright sky over dark trees: the opposite polarity
+    composite = torch.maximum(ir, vi)  # sky 0.9 over trees 0.8: a weak downward step
+    g_sel, g_max = signed_max_gradient(ir, vi), kornia.filters.spatial_gradient(composite, normalized=False)
+    g_ir = kornia.filters.spatial_gradient(ir, normalized=False)
+    edge = (..., slice(11, 13), slice(None))  # the skyline rows
+    assert torch.equal(g_sel[edge], g_ir[edge])  # the infrared skyline is the stronger edge
+    assert torch.allclose(polarity_checked(g_sel, composite)[edge], g_max[edge])  # but of the wrong sign
+    # the bright-sky composite meets the checked target; the unchecked one asks for a darker sky
+    assert float(content_loss(composite, ir, vi, 5.0, True, polarity=True)) == pytest.approx(0.0, abs=1e-6)
+    assert float(content_loss(composite, ir, vi, 5.0, True)) > 0.5
+    # a warm target on a darker background keeps the infrared edge, sign and all
+    ir2 = torch.zeros(1, 1, 16, 16)
+    ir2[..., 4:10, 5:9] = 0.9
+    vi2 = torch.full_like(ir2, 0.3)
+    g2 = signed_max_gradient(ir2, vi2)
+    assert torch.allclose(polarity_checked(g2, torch.maximum(ir2, vi2)), g2, atol=1e-6)
 
 
 @pytest.mark.parametrize("signed", [False, True])

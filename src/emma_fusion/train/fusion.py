@@ -274,7 +274,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                     ablation=cfg.ablation, plain_grad=cfg.plain_grad, content_weight=cfg.content_weight,
                     content=partial(content_loss, grad_weight=cfg.content_grad_weight, signed=cfg.content_signed,
                                     grad_gain=cfg.content_grad_gain, ir_margin=cfg.content_ir_margin,
-                                    base_weight=cfg.content_base_weight, base_size=cfg.content_base_size))
+                                    base_weight=cfg.content_base_weight, base_size=cfg.content_base_size,
+                                    polarity=cfg.content_polarity))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     monitor = None

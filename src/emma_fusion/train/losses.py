@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import EmmaError
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "content_loss", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -85,9 +85,21 @@ def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(x, size, stride=size, ceil_mode=True, count_include_pad=False)
 
 
+def polarity_checked(g: torch.Tensor, composite: torch.Tensor) -> torch.Tensor:
+    """Keep each Sobel component of ``g`` where its sign agrees with ``composite``'s edge, else take the composite's.
+
+    ``g``: (N, 1, 2, H, W) signed Sobel target; ``composite``: (N, 1, H, W), the image whose edge
+    polarity decides (the max composite). A zero component of the composite agrees with any sign.
+    """
+    g_c = spatial_gradient(composite, mode="sobel", order=1, normalized=False)
+    agree = (g * g_c >= 0)
+    return torch.where(agree, g, g_c)
+
+
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
+    polarity: bool = False,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -103,6 +115,12 @@ def content_loss(
     units; a unit step gives 4): weak infrared texture, such as a thermal sensor's stripes in a
     flat sky, is not asked for where the visible image is flat.
 
+    ``polarity`` (signed term only) keeps a component of that target only where its sign agrees
+    with the max composite's edge (:func:`polarity_checked`), else asks for the composite's edge:
+    at a skyline, where the infrared image has cold sky over warm trees and the visible image
+    bright sky over dark trees, the stronger infrared edge would otherwise pull the visible sky
+    dark.
+
     ``base_weight`` adds ``base_weight * l1(P f, P max(i, v))`` with ``P`` the mean over
     ``base_size`` x ``base_size`` blocks: it holds the image's coarse brightness layout to the max
     composite's. Without it the texture term, whose target (edges taken from either source) is not
@@ -116,7 +134,10 @@ def content_loss(
     if signed:
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
-        texture = (g_f - grad_gain * signed_max_gradient(ir, vi, ir_margin)).abs().sum(dim=2).mean()
+        g_t = signed_max_gradient(ir, vi, ir_margin)
+        if polarity:
+            g_t = polarity_checked(g_t, target)
+        texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
         g_ir, g_vi = abs_sobel(ir), abs_sobel(vi)
         target = torch.where(g_ir >= g_vi + ir_margin, g_ir, g_vi)
