@@ -196,6 +196,8 @@ def test_tcr_by_hand():
 # ---------------------------------------------------------------- schedule, flips, selection
 def test_selection_score():
     assert selection_score("VIF+TCR", {"VIF": 0.5, "TCR": 0.75, "EN": 7}) == 1.25
+    assert selection_score("VIF+TCR", {"VIF": 0.5, "TCR": 1.3}) == 1.5  # TCR counts up to 1
+    assert selection_score("EN", {"EN": 7.2}) == 7.2
     assert selection_score("VIF + TCR", {"VIF": 0.5, "TCR": float("nan")}) == -math.inf
     with pytest.raises(EmmaError, match="Qabf"):
         selection_score("Qabf", {"VIF": 1.0})

@@ -40,13 +40,18 @@ FUSER_FILE = "ufuser.safetensors"
 BEST_FILE = "ufuser_best.safetensors"
 
 
+#: Metrics that count in a selection sum only up to a ceiling: TCR 1 keeps the targets' contrast
+#: fully; more contrast than the infrared image has is not a better fusion.
+SELECT_CAPS = {"TCR": 1.0}
+
+
 def selection_score(select: str, scores: dict[str, float]) -> float:
-    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``); NaN counts as -inf."""
+    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``), TCR capped at 1; NaN counts as -inf."""
     total = 0.0
     for name in (n.strip() for n in select.split("+") if n.strip()):
         if name not in scores:
             raise EmmaError(f"monitor.select names {name!r}, which is not among monitor.val_metrics")
-        v = scores[name]
+        v = min(scores[name], SELECT_CAPS.get(name, float("inf")))
         total += v if np.isfinite(v) else -float("inf")
     return total
 
