@@ -107,6 +107,14 @@ def test_polarity_check_keeps_warm_targets_and_a_bright_sky():
     vi2 = torch.full_like(ir2, 0.3)
     g2 = signed_max_gradient(ir2, vi2)
     assert torch.allclose(polarity_checked(g2, torch.maximum(ir2, vi2)), g2, atol=1e-6)
+    # at night the composite is the warm, flat infrared image: visible texture on it stays a target
+    ir3 = torch.full((1, 1, 16, 16), 0.8)
+    vi3 = torch.zeros_like(ir3)
+    vi3[..., :, ::2] = 0.3  # bright paving stripes on a dark night image
+    checked = content_loss(torch.maximum(ir3, vi3), ir3, vi3, 5.0, True, polarity=True)
+    plain = content_loss(torch.maximum(ir3, vi3), ir3, vi3, 5.0, True)
+    assert float(checked) == pytest.approx(float(plain), rel=1e-6)  # the same, still-unmet texture target
+    assert float(plain) > 0.5
 
 
 @pytest.mark.parametrize("signed", [False, True])

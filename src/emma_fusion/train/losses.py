@@ -68,32 +68,40 @@ def abs_sobel(x: torch.Tensor) -> torch.Tensor:
     return g.abs().sum(dim=2)
 
 
+def _strongest(ir: torch.Tensor, vi: torch.Tensor, ir_margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(signed Sobel gradient of the stronger source, mask where it is the infrared one)."""
+    g_ir = spatial_gradient(ir, mode="sobel", order=1, normalized=False)
+    g_vi = spatial_gradient(vi, mode="sobel", order=1, normalized=False)
+    take_ir = g_ir.abs().sum(dim=2, keepdim=True) >= g_vi.abs().sum(dim=2, keepdim=True) + ir_margin
+    return torch.where(take_ir, g_ir, g_vi), take_ir
+
+
 def signed_max_gradient(ir: torch.Tensor, vi: torch.Tensor, ir_margin: float = 0.0) -> torch.Tensor:
     """Per pixel, the Sobel gradient (both components, signs kept) of the source whose edge is stronger.
 
     ``(N, 1, H, W)`` x 2 -> ``(N, 1, 2, H, W)`` (unnormalised 3x3 Sobel, replicate border); the source
     is chosen by ``G = |Sobel_x| + |Sobel_y|``: the infrared one where ``G_ir >= G_vi + ir_margin``.
     """
-    g_ir = spatial_gradient(ir, mode="sobel", order=1, normalized=False)
-    g_vi = spatial_gradient(vi, mode="sobel", order=1, normalized=False)
-    take_ir = g_ir.abs().sum(dim=2, keepdim=True) >= g_vi.abs().sum(dim=2, keepdim=True) + ir_margin
-    return torch.where(take_ir, g_ir, g_vi)
+    return _strongest(ir, vi, ir_margin)[0]
+
+
+def polarity_checked(g: torch.Tensor, composite: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep each Sobel component of ``g`` where its sign agrees with ``composite``'s edge, else take the composite's.
+
+    ``g``: (N, 1, 2, H, W) signed Sobel target; ``composite``: (N, 1, H, W), the image whose edge
+    polarity decides (the max composite). A zero component of the composite agrees with any sign.
+    ``where`` ((N, 1, 1, H, W) bool, optional) limits the check to those pixels.
+    """
+    g_c = spatial_gradient(composite, mode="sobel", order=1, normalized=False)
+    wrong = g * g_c < 0
+    if where is not None:
+        wrong = wrong & where
+    return torch.where(wrong, g_c, g)
 
 
 def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     """Means over ``size`` x ``size`` blocks (a partial last block included): (N, C, H, W) -> (N, C, ceil(H/size), ceil(W/size))."""
     return F.avg_pool2d(x, size, stride=size, ceil_mode=True, count_include_pad=False)
-
-
-def polarity_checked(g: torch.Tensor, composite: torch.Tensor) -> torch.Tensor:
-    """Keep each Sobel component of ``g`` where its sign agrees with ``composite``'s edge, else take the composite's.
-
-    ``g``: (N, 1, 2, H, W) signed Sobel target; ``composite``: (N, 1, H, W), the image whose edge
-    polarity decides (the max composite). A zero component of the composite agrees with any sign.
-    """
-    g_c = spatial_gradient(composite, mode="sobel", order=1, normalized=False)
-    agree = (g * g_c >= 0)
-    return torch.where(agree, g, g_c)
 
 
 def content_loss(
@@ -115,11 +123,12 @@ def content_loss(
     units; a unit step gives 4): weak infrared texture, such as a thermal sensor's stripes in a
     flat sky, is not asked for where the visible image is flat.
 
-    ``polarity`` (signed term only) keeps a component of that target only where its sign agrees
-    with the max composite's edge (:func:`polarity_checked`), else asks for the composite's edge:
-    at a skyline, where the infrared image has cold sky over warm trees and the visible image
-    bright sky over dark trees, the stronger infrared edge would otherwise pull the visible sky
-    dark.
+    ``polarity`` (signed term only) keeps an *infrared* component of that target only where its
+    sign agrees with the max composite's edge (:func:`polarity_checked`), else asks for the
+    composite's edge: at a skyline, where the infrared image has cold sky over warm trees and the
+    visible image bright sky over dark trees, the stronger infrared edge would otherwise pull the
+    visible sky dark. Visible edges are never replaced: at night the composite is the brighter
+    infrared image, whose flat surfaces would otherwise erase the visible texture on them.
 
     ``base_weight`` adds ``base_weight * l1(P f, P max(i, v))`` with ``P`` the mean over
     ``base_size`` x ``base_size`` blocks: it holds the image's coarse brightness layout to the max
@@ -134,9 +143,9 @@ def content_loss(
     if signed:
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
-        g_t = signed_max_gradient(ir, vi, ir_margin)
+        g_t, take_ir = _strongest(ir, vi, ir_margin)
         if polarity:
-            g_t = polarity_checked(g_t, target)
+            g_t = polarity_checked(g_t, target, take_ir)
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
         g_ir, g_vi = abs_sobel(ir), abs_sobel(vi)
