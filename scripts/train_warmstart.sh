@@ -12,7 +12,7 @@
 #   SIGNED (true: the content loss's signed texture term, content_signed), GAIN (content_grad_gain),
 #   MARGIN (content_ir_margin: how much stronger an infrared edge must be to be the texture target),
 #   BASE (content_base_weight: the block-mean brightness term's weight),
-#   POLARITY (true: content_polarity, the signed target's sign checked against the max composite's).
+#   POLARITY (content_polarity, 0-1: how far an infrared edge of the wrong sign moves to the max composite's).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"

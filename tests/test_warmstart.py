@@ -98,8 +98,10 @@ def test_polarity_check_keeps_warm_targets_and_a_bright_sky():
     edge = (..., slice(11, 13), slice(None))  # the skyline rows
     assert torch.equal(g_sel[edge], g_ir[edge])  # the infrared skyline is the stronger edge
     assert torch.allclose(polarity_checked(g_sel, composite)[edge], g_max[edge])  # but of the wrong sign
+    half = polarity_checked(g_sel, composite, strength=0.5)[edge]
+    assert torch.allclose(half, (g_sel[edge] + g_max[edge]) / 2)  # strength 0.5: half way
     # the bright-sky composite meets the checked target; the unchecked one asks for a darker sky
-    assert float(content_loss(composite, ir, vi, 5.0, True, polarity=True)) == pytest.approx(0.0, abs=1e-6)
+    assert float(content_loss(composite, ir, vi, 5.0, True, polarity=1.0)) == pytest.approx(0.0, abs=1e-6)
     assert float(content_loss(composite, ir, vi, 5.0, True)) > 0.5
     # a warm target on a darker background keeps the infrared edge, sign and all
     ir2 = torch.zeros(1, 1, 16, 16)
@@ -111,7 +113,7 @@ def test_polarity_check_keeps_warm_targets_and_a_bright_sky():
     ir3 = torch.full((1, 1, 16, 16), 0.8)
     vi3 = torch.zeros_like(ir3)
     vi3[..., :, ::2] = 0.3  # bright paving stripes on a dark night image
-    checked = content_loss(torch.maximum(ir3, vi3), ir3, vi3, 5.0, True, polarity=True)
+    checked = content_loss(torch.maximum(ir3, vi3), ir3, vi3, 5.0, True, polarity=1.0)
     plain = content_loss(torch.maximum(ir3, vi3), ir3, vi3, 5.0, True)
     assert float(checked) == pytest.approx(float(plain), rel=1e-6)  # the same, still-unmet texture target
     assert float(plain) > 0.5

@@ -85,18 +85,22 @@ def signed_max_gradient(ir: torch.Tensor, vi: torch.Tensor, ir_margin: float = 0
     return _strongest(ir, vi, ir_margin)[0]
 
 
-def polarity_checked(g: torch.Tensor, composite: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
-    """Keep each Sobel component of ``g`` where its sign agrees with ``composite``'s edge, else take the composite's.
+def polarity_checked(
+    g: torch.Tensor, composite: torch.Tensor, where: torch.Tensor | None = None, strength: float = 1.0
+) -> torch.Tensor:
+    """Move each Sobel component of ``g`` whose sign disagrees with ``composite``'s edge towards the composite's.
 
     ``g``: (N, 1, 2, H, W) signed Sobel target; ``composite``: (N, 1, H, W), the image whose edge
     polarity decides (the max composite). A zero component of the composite agrees with any sign.
-    ``where`` ((N, 1, 1, H, W) bool, optional) limits the check to those pixels.
+    ``where`` ((N, 1, 1, H, W) bool, optional) limits the check to those pixels. A disagreeing
+    component becomes ``(1 - strength) * g + strength * g_composite`` (``strength`` in [0, 1]; 1:
+    the composite's edge).
     """
     g_c = spatial_gradient(composite, mode="sobel", order=1, normalized=False)
     wrong = g * g_c < 0
     if where is not None:
         wrong = wrong & where
-    return torch.where(wrong, g_c, g)
+    return torch.where(wrong, torch.lerp(g, g_c, strength), g)
 
 
 def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -107,7 +111,7 @@ def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
-    polarity: bool = False,
+    polarity: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -123,9 +127,9 @@ def content_loss(
     units; a unit step gives 4): weak infrared texture, such as a thermal sensor's stripes in a
     flat sky, is not asked for where the visible image is flat.
 
-    ``polarity`` (signed term only) keeps an *infrared* component of that target only where its
-    sign agrees with the max composite's edge (:func:`polarity_checked`), else asks for the
-    composite's edge: at a skyline, where the infrared image has cold sky over warm trees and the
+    ``polarity`` in [0, 1] (signed term only) moves an *infrared* component of that target whose
+    sign disagrees with the max composite's edge that far towards the composite's edge
+    (:func:`polarity_checked`; 1: the composite's edge, 0: no check): at a skyline, where the infrared image has cold sky over warm trees and the
     visible image bright sky over dark trees, the stronger infrared edge would otherwise pull the
     visible sky dark. Visible edges are never replaced: at night the composite is the brighter
     infrared image, whose flat surfaces would otherwise erase the visible texture on them.
@@ -144,8 +148,8 @@ def content_loss(
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
         g_t, take_ir = _strongest(ir, vi, ir_margin)
-        if polarity:
-            g_t = polarity_checked(g_t, target, take_ir)
+        if polarity > 0:
+            g_t = polarity_checked(g_t, target, take_ir, polarity)
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
         g_ir, g_vi = abs_sobel(ir), abs_sobel(vi)
