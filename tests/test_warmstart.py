@@ -119,6 +119,14 @@ def test_polarity_check_keeps_warm_targets_and_a_bright_sky():
     assert float(plain) > 0.5
 
 
+def test_polarity_settings_are_checked():
+    x = torch.rand(1, 1, 16, 16)
+    with pytest.raises(EmmaError, match="signed texture term"):
+        content_loss(x, x, x, polarity=1.0)
+    with pytest.raises(EmmaError, match=r"\[0, 1\]"):
+        content_loss(x, x, x, signed=True, polarity=1.5)
+
+
 @pytest.mark.parametrize("signed", [False, True])
 def test_base_term_charges_shifted_regions_not_detail(signed):
     """The block-mean term sees a region shifted in brightness, not detail that averages out per block."""

@@ -129,17 +129,22 @@ def content_loss(
 
     ``polarity`` in [0, 1] (signed term only) moves an *infrared* component of that target whose
     sign disagrees with the max composite's edge that far towards the composite's edge
-    (:func:`polarity_checked`; 1: the composite's edge, 0: no check): at a skyline, where the infrared image has cold sky over warm trees and the
-    visible image bright sky over dark trees, the stronger infrared edge would otherwise pull the
-    visible sky dark. Visible edges are never replaced: at night the composite is the brighter
+    (:func:`polarity_checked`; 1: the composite's edge, 0: no check): at a skyline, where the
+    infrared image has cold sky over warm trees and the visible image bright sky over dark trees,
+    the stronger infrared edge would otherwise pull the visible sky dark. Visible edges are never replaced: at night the composite is the brighter
     infrared image, whose flat surfaces would otherwise erase the visible texture on them.
 
     ``base_weight`` adds ``base_weight * l1(P f, P max(i, v))`` with ``P`` the mean over
     ``base_size`` x ``base_size`` blocks: it holds the image's coarse brightness layout to the max
     composite's. Without it the texture term, whose target (edges taken from either source) is not
     the gradient of any one image, can shift whole regions (a visible sky turned grey by the
-    infrared image's edges), which lowers SD and VIF after min-max scaling.
+    infrared image's edges), which lowers SD after min-max scaling (measured effect: small,
+    docs/TRAINING.md).
     """
+    if polarity and not signed:
+        raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
+    if not 0.0 <= polarity <= 1.0:
+        raise EmmaError(f"content polarity must be in [0, 1], got {polarity}")
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
@@ -153,8 +158,8 @@ def content_loss(
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
         g_ir, g_vi = abs_sobel(ir), abs_sobel(vi)
-        target = torch.where(g_ir >= g_vi + ir_margin, g_ir, g_vi)
-        texture = F.l1_loss(abs_sobel(f), grad_gain * target)
+        g_t = torch.where(g_ir >= g_vi + ir_margin, g_ir, g_vi)
+        texture = F.l1_loss(abs_sobel(f), grad_gain * g_t)
     return intensity + grad_weight * texture
 
 
