@@ -130,11 +130,7 @@ def exactness(setup, preset_name: str, batch: int, device: torch.device, amp: st
 
 def flops(forward: Step, params: list[torch.Tensor]) -> int:
     """FLOPs of one forward + backward (the Adam update is not counted)."""
-    with FlopCounterMode(display=False) as counter:
-        forward().backward()
-    for p in params:
-        p.grad = None
-    return counter.get_total_flops()
+    return conv_flops(forward, params)[1]
 
 
 def conv_flops(forward: Step, params: list[torch.Tensor]) -> tuple[int, int]:

@@ -131,8 +131,9 @@ def content_loss(
     sign disagrees with the max composite's edge that far towards the composite's edge
     (:func:`polarity_checked`; 1: the composite's edge, 0: no check): at a skyline, where the
     infrared image has cold sky over warm trees and the visible image bright sky over dark trees,
-    the stronger infrared edge would otherwise pull the visible sky dark. Visible edges are never replaced: at night the composite is the brighter
-    infrared image, whose flat surfaces would otherwise erase the visible texture on them.
+    the stronger infrared edge would otherwise pull the visible sky dark. Visible edges are never
+    replaced: at night the composite is the brighter infrared image, whose flat surfaces would
+    otherwise erase the visible texture on them.
 
     ``base_weight`` adds ``base_weight * l1(P f, P max(i, v))`` with ``P`` the mean over
     ``base_size`` x ``base_size`` blocks: it holds the image's coarse brightness layout to the max
@@ -149,17 +150,15 @@ def content_loss(
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
         intensity = intensity + base_weight * F.l1_loss(_block_mean(f, base_size), _block_mean(target, base_size))
+    g_t, take_ir = _strongest(ir, vi, ir_margin)
     if signed:
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
-        # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
-        g_t, take_ir = _strongest(ir, vi, ir_margin)
         if polarity > 0:
             g_t = polarity_checked(g_t, target, take_ir, polarity)
+        # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
-        g_ir, g_vi = abs_sobel(ir), abs_sobel(vi)
-        g_t = torch.where(g_ir >= g_vi + ir_margin, g_ir, g_vi)
-        texture = F.l1_loss(abs_sobel(f), grad_gain * g_t)
+        texture = F.l1_loss(abs_sobel(f), grad_gain * g_t.abs().sum(dim=2))
     return intensity + grad_weight * texture
 
 
