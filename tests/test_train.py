@@ -22,7 +22,7 @@ from emma_fusion.train.config import config_to_toml
 from emma_fusion.train.fusion import ArtefactMonitor, check_gate
 from emma_fusion.train.loop import Runtime, StopTraining
 from emma_fusion.train.sensing import quality_gate
-from emma_fusion.weights import load_model, load_state
+from emma_fusion.weights import load_model, load_state, packaged_models
 
 
 def _blobs(h: int, w: int, seed: int) -> np.ndarray:
@@ -233,6 +233,22 @@ def test_stage2_refuses_failed_or_missing_gate(tiny_data, sensing_run, tmp_path)
         with pytest.raises(EmmaError, match="quality gate"):
             train_fusion(_fusion_cfg(tiny_data, tmp_path / "r", sensing_run, skip_gate=False))
 
+
+
+def test_stage2_with_the_packaged_sensing_nets(tiny_data, tmp_path):
+    """`--sensing emma-sensing` needs no stage 1: the shipped pair loads, passes its recorded gate and trains."""
+    models = packaged_models()
+    if "emma-sensing-ir" not in models:
+        pytest.skip("no packaged sensing nets in this checkout")
+    assert models["emma-sensing-ir"]["gate"]["passed"] and models["emma-sensing-ir"]["arch"] == "sensing-unet"
+    for m in ("ir", "vi"):  # float16 kernels, float32 batch-norm statistics: finite outputs in [0, 1]-ish range
+        net = load_model(f"emma-sensing-{m}", arch="sensing-unet")
+        out = net(torch.rand(1, 1, 32, 32))
+        assert next(net.parameters()).dtype == torch.float32 and torch.isfinite(out).all()
+    run = train_fusion(_fusion_cfg(tiny_data, tmp_path / "r", "emma-sensing", skip_gate=False, steps=2))
+    assert run.is_file() and load_model(run) is not None
+    with pytest.raises(EmmaError, match="does not fit UFuser"):
+        load_model("emma-sensing-ir")
 
 class _Stripes(torch.nn.Module):
     """A 'fuser' that writes one-pixel stripes (the failure seen in the CPU pilot)."""

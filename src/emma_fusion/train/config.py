@@ -171,6 +171,8 @@ class FusionConfig(_RunFields):
     content_base_weight: float = 0.0
     content_base_size: int = 16
     content_polarity: float = 0.0
+    content_vif_weight: float = 0.0
+    content_qabf_weight: float = 0.0
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

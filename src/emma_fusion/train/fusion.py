@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import EmmaError
 from ..nets import UFuser
-from ..weights import load_model, load_weights_into, save_weights
+from ..weights import load_model, load_weights_into, packaged_models, save_weights
 from .config import FusionConfig
 from .data import PairedCrops
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
@@ -202,26 +202,37 @@ def _validation_pairs(folder: str, n: int) -> list[tuple[np.ndarray, np.ndarray]
     return [(read_metric_image(i), read_metric_image(v)) for _, i, v in pairs[:n]]
 
 
-def _sensing_paths(cfg: FusionConfig) -> tuple[Path, Path, Path | None]:
+def _sensing_paths(cfg: FusionConfig) -> tuple[str, str, Path | dict[str, Any] | None]:
+    """The two sensing nets (files or packaged names) and their gate report (a file, a dict or None).
+
+    ``sensing`` names a stage-1 run folder or a packaged pair: ``NAME`` with packaged models
+    ``NAME-ir`` and ``NAME-vi`` (e.g. ``emma-sensing``), whose gate report is in the registry.
+    """
+    models = packaged_models()
+    if cfg.sensing and not Path(cfg.sensing).exists() and f"{cfg.sensing}-ir" in models and f"{cfg.sensing}-vi" in models:
+        return f"{cfg.sensing}-ir", f"{cfg.sensing}-vi", models[f"{cfg.sensing}-ir"].get("gate")
     base = Path(cfg.sensing) if cfg.sensing else None
     ir = Path(cfg.sensing_ir) if cfg.sensing_ir else (base / SENSING_FILES["ir"] if base else None)
     vi = Path(cfg.sensing_vi) if cfg.sensing_vi else (base / SENSING_FILES["vi"] if base else None)
     if ir is None or vi is None:
         raise EmmaError(f"ablation {cfg.ablation!r} needs the pseudo-sensing nets: set 'sensing' to a stage-1 "
-                        "run folder (or 'sensing_ir' and 'sensing_vi')")
+                        "run folder or a packaged pair such as 'emma-sensing' (or 'sensing_ir' and 'sensing_vi')")
     gate = (base or ir.parent) / GATE_FILE
-    return ir, vi, gate if gate.is_file() else None
+    return str(ir), str(vi), gate if gate.is_file() else None
 
 
-def check_gate(gate: Path | None, skip: bool) -> dict[str, Any] | None:
-    """Refuse sensing nets whose stage-1 quality gate failed or is missing, unless ``skip``."""
+def check_gate(gate: Path | dict[str, Any] | None, skip: bool) -> dict[str, Any] | None:
+    """Refuse sensing nets whose stage-1 quality gate failed or is missing, unless ``skip``.
+
+    ``gate`` is a ``gate.json`` file, the report itself (packaged nets) or None (no report).
+    """
     if gate is None:
         if skip:
             log.warning("no %s beside the sensing nets; gate skipped", GATE_FILE)
             return None
         raise EmmaError(f"no {GATE_FILE} beside the sensing nets, so their quality is unknown; "
                         "train them with `emma train sensing` or pass --skip-gate")
-    report = json.loads(gate.read_text())
+    report = gate if isinstance(gate, dict) else json.loads(gate.read_text())
     if not report.get("passed", False):
         if skip:
             log.warning("sensing nets FAILED their quality gate (%s); continuing because the gate is skipped", gate)
@@ -280,7 +291,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                     content=partial(content_loss, grad_weight=cfg.content_grad_weight, signed=cfg.content_signed,
                                     grad_gain=cfg.content_grad_gain, ir_margin=cfg.content_ir_margin,
                                     base_weight=cfg.content_base_weight, base_size=cfg.content_base_size,
-                                    polarity=cfg.content_polarity))
+                                    polarity=cfg.content_polarity, vif_weight=cfg.content_vif_weight,
+                                    qabf_weight=cfg.content_qabf_weight))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     monitor = None

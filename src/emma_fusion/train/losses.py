@@ -31,6 +31,7 @@ from kornia.filters import spatial_gradient
 from torch import nn
 
 from ..errors import EmmaError
+from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
 __all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "EmmaLoss", "LossOutput"]
@@ -111,7 +112,7 @@ def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
-    polarity: float = 0.0,
+    polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -141,6 +142,11 @@ def content_loss(
     the gradient of any one image, can shift whole regions (a visible sky turned grey by the
     infrared image's edges), which lowers SD after min-max scaling (measured effect: small,
     docs/TRAINING.md).
+
+    ``vif_weight`` and ``qabf_weight`` add the scored metrics themselves
+    (:mod:`.metric_losses`): ``vif_weight * (2 - VIF) + qabf_weight * (1 - Qabf)``, batch means,
+    with VIF summed over both sources as the bench scores it. Both reward f for keeping each
+    source's local structure, which the max composite alone does not.
     """
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -159,7 +165,12 @@ def content_loss(
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
         texture = F.l1_loss(abs_sobel(f), grad_gain * g_t.abs().sum(dim=2))
-    return intensity + grad_weight * texture
+    loss = intensity + grad_weight * texture
+    if vif_weight > 0:
+        loss = loss + vif_weight * (2.0 - (vif_score(ir, f) + vif_score(vi, f)).mean())
+    if qabf_weight > 0:
+        loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
+    return loss
 
 
 @dataclass

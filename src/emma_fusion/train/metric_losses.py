@@ -1,0 +1,125 @@
+"""Differentiable versions of two fusion metrics, VIF and Qabf, for use as training terms.
+
+They follow the scored definitions of docs/METRICS.md (``emma_fusion.metrics``) on float images,
+so a term in the loss is the number the bench reports, not a proxy of it:
+
+- :func:`vif_score`: pixel-domain multi-scale VIF (``vifp_mscale``) of one source against the
+  fused image; the metric VIF is ``vif_score(ir, f) + vif_score(vi, f)``.
+- :func:`qabf_score`: Xydeas-Petrovic edge preservation of both sources in the fused image.
+
+Inputs are (N, 1, H, W) float in [0, 1] (scaled to 0..255 inside, the metrics' grey levels);
+outputs are (N,) per-image scores. The metrics' non-differentiable fix-ups (VIF's clamps, Qabf's
+``arctan`` at ``Sx = 0``) are kept as ``torch.where`` selections, so gradients are those of the
+branch taken. Images must be larger than about 40 x 40 (VIF's fourth scale).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["vif_score", "qabf_score"]
+
+_VIF_NOISE = 2.0  # sigma_nsq, in grey levels squared
+_EPS = 1e-10
+_HALF_PI = math.pi / 2
+
+
+def _gauss_1d(n: int, like: torch.Tensor) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``n`` taps and sigma ``n / 5`` (MATLAB ``fspecial``'s factor)."""
+    x = torch.arange(n, dtype=like.dtype, device=like.device) - (n - 1) / 2.0
+    g = torch.exp(-(x * x) / (2.0 * (n / 5.0) ** 2))
+    return g / g.sum()
+
+
+def _valid_filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' filtering with the 1-D kernel ``g``: (N, C, H, W) -> (N, C, H-n+1, W-n+1)."""
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+
+
+def _vif_terms(ref: torch.Tensor, dist: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VIF's per-image numerator and denominator sums at one scale: (N, 1, H, W) x 2 -> (N,), (N,)."""
+    stats = _valid_filter(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist], dim=1), g)
+    mu1, mu2, e11, e22, e12 = stats.unbind(dim=1)
+    s1 = (e11 - mu1 * mu1).clamp_min(0.0)
+    s2 = (e22 - mu2 * mu2).clamp_min(0.0)
+    s12 = e12 - mu1 * mu2
+    gain = s12 / (s1 + _EPS)
+    sv = s2 - gain * s12
+    flat1 = s1 < _EPS
+    gain = torch.where(flat1, torch.zeros_like(gain), gain)
+    sv = torch.where(flat1, s2, sv)
+    s1 = torch.where(flat1, torch.zeros_like(s1), s1)
+    flat2 = s2 < _EPS
+    gain = torch.where(flat2, torch.zeros_like(gain), gain)
+    sv = torch.where(flat2, torch.zeros_like(sv), sv)
+    negative = gain < 0
+    sv = torch.where(negative, s2, sv)
+    gain = torch.where(negative, torch.zeros_like(gain), gain)
+    sv = sv.clamp_min(_EPS)
+    num = torch.log10(1.0 + gain * gain * s1 / (sv + _VIF_NOISE)).sum(dim=(-2, -1))
+    den = torch.log10(1.0 + s1 / _VIF_NOISE).sum(dim=(-2, -1))
+    return num, den
+
+
+def vif_score(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Multi-scale pixel-domain VIF of ``dist`` with ``ref`` as reference: (N, 1, H, W) x 2 -> (N,).
+
+    Four scales, Gaussian windows of 17, 9, 5 and 3 taps; numerator and denominator summed over
+    the scales before dividing; a reference flat at every scale scores 1 (the metric's rule).
+    """
+    ref, dist = ref * 255.0, dist * 255.0
+    num = den = 0.0
+    for s in range(1, 5):
+        g = _gauss_1d(2 ** (5 - s) + 1, ref)
+        if s > 1:
+            ref = _valid_filter(ref, g)[..., ::2, ::2]
+            dist = _valid_filter(dist, g)[..., ::2, ::2]
+        n, d = _vif_terms(ref, dist, g)
+        num, den = num + n, den + d
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.ones_like(den))
+
+
+def _sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Qabf's Sobel components (Sx, Sy) with zero padding, 'same' size: (N, 1, H, W) -> 2 x (N, 1, H, W).
+
+    torch correlates where the metric convolves: both components change sign, which leaves the
+    strength and ``arctan(Sy / Sx)`` unchanged.
+    """
+    k = x.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([k, k.t()]).unsqueeze(1)
+    sx, sy = F.conv2d(x, kernels, padding=1).split(1, dim=1)
+    return sx, sy
+
+
+def _strength_angle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge strength ``sqrt(Sx^2 + Sy^2)`` and orientation ``arctan(Sy / Sx)`` (pi/2 where Sx = 0)."""
+    sx, sy = _sobel(x)
+    zero = sx == 0
+    angle = torch.where(zero, torch.full_like(sx, _HALF_PI), torch.atan(sy / torch.where(zero, torch.ones_like(sx), sx)))
+    strength = torch.sqrt(sx * sx + sy * sy + _EPS)
+    return strength, angle
+
+
+def _preservation(gx: torch.Tensor, ax: torch.Tensor, gf: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
+    """Per-pixel edge preservation Q^{XF} = Q_g * Q_alpha of one source X in F (sigmoids of the metric)."""
+    ratio = torch.minimum(gx, gf) / torch.maximum(gx, gf)
+    q_g = 0.9994 / (1.0 + torch.exp(-15.0 * (ratio - 0.5)))
+    orientation = 1.0 - (ax - af).abs() / _HALF_PI
+    q_a = 0.9879 / (1.0 + torch.exp(-22.0 * (orientation - 0.8)))
+    return q_g * q_a
+
+
+def qabf_score(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Qabf of ``f`` fused from ``a`` and ``b``: (N, 1, H, W) x 3 -> (N,), in [0, 1].
+
+    The sources' edge strengths weight each pixel's preservation; the weights carry no gradient.
+    """
+    (ga, aa), (gb, ab), (gf, af) = (_strength_angle(x * 255.0) for x in (a, b, f))
+    ga, gb = ga.detach(), gb.detach()
+    num = (_preservation(ga, aa, gf, af) * ga + _preservation(gb, ab, gf, af) * gb).sum(dim=(1, 2, 3))
+    return num / (ga + gb).sum(dim=(1, 2, 3)).clamp_min(_EPS)

@@ -1,0 +1,82 @@
+"""The differentiable VIF and Qabf training terms score what the bench's metrics score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emma_fusion.metrics import compute
+from emma_fusion.train.losses import content_loss
+from emma_fusion.train.metric_losses import qabf_score, vif_score
+
+
+def _scene(seed: int, h: int = 72, w: int = 88) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer grey images (infrared, visible, a fused one) with smooth structure, edges and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    vi = 90 + 60 * np.sin(xx / 7.0) * np.cos(yy / 11.0) + rng.normal(0, 6, (h, w))
+    ir = 40 + 10 * np.cos(yy / 5.0) + rng.normal(0, 4, (h, w))
+    ir[20:40, 30:45] += 150  # a warm target
+    f = 0.5 * ir + 0.5 * vi + rng.normal(0, 3, (h, w))
+    return tuple(np.clip(np.rint(x), 0, 255) for x in (ir, vi, f))
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x / 255.0)[None, None]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_terms_equal_the_scored_metrics(seed):
+    ir, vi, f = _scene(seed)
+    ref = compute(f, ir, vi, ["VIF", "Qabf"])
+    vif = float(vif_score(_t(ir), _t(f)) + vif_score(_t(vi), _t(f)))
+    assert vif == pytest.approx(ref["VIF"], rel=1e-6)
+    # Qabf differs only by the metric's tie rule (equal strengths) and a 1e-10 under the square root
+    assert float(qabf_score(_t(ir), _t(vi), _t(f))) == pytest.approx(ref["Qabf"], abs=2e-3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), gain=st.floats(0.3, 0.9))
+def test_vif_of_an_image_with_itself_is_one_and_attenuation_costs(seed, gain):
+    ir, vi, _ = _scene(seed)
+    x = _t(vi)
+    assert float(vif_score(x, x)) == pytest.approx(1.0, abs=1e-9)
+    flat = x.mean() + gain * (x - x.mean())  # less contrast: less of the reference's information
+    assert float(vif_score(x, flat)) < 1.0
+
+
+def test_terms_are_batched_and_differentiable():
+    scenes = [_scene(s) for s in range(2)]
+    ir, vi, f = (torch.cat([_t(sc[k]) for sc in scenes]).float() for k in range(3))
+    f = f.requires_grad_()
+    assert vif_score(ir, f).shape == (2,) and qabf_score(ir, vi, f).shape == (2,)
+    (vif_score(ir, f) + vif_score(vi, f) + qabf_score(ir, vi, f)).sum().backward()
+    assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+    # each image's score depends on that image only
+    s0 = vif_score(ir[:1], f[:1].detach())
+    assert torch.allclose(vif_score(ir, f.detach())[:1], s0)
+
+
+def test_a_flat_reference_scores_one_as_the_metric_does():
+    flat = np.full((64, 64), 128.0)
+    noise = np.rint(np.random.default_rng(0).uniform(0, 255, (64, 64)))
+    assert compute(noise, flat, noise, ["VIF"])["VIF"] == pytest.approx(2.0)  # 1 (flat) + 1 (itself)
+    assert float(vif_score(_t(flat), _t(noise))) == 1.0
+
+
+def test_metric_terms_in_the_content_loss():
+    ir, vi, _ = _scene(3)
+    ir, vi = _t(ir).float(), _t(vi).float()
+    composite = torch.maximum(ir, vi)
+    base = content_loss(composite, ir, vi, 2.0)
+    vif = float(vif_score(ir, composite) + vif_score(vi, composite))
+    qabf = float(qabf_score(ir, vi, composite))
+    with_terms = content_loss(composite, ir, vi, 2.0, vif_weight=0.5, qabf_weight=2.0)
+    assert float(with_terms) == pytest.approx(float(base) + 0.5 * (2 - vif) + 2.0 * (1 - qabf), rel=1e-5)
+    # a fused image that keeps more of both sources' structure costs less than a washed-out one
+    washed = 0.5 + 0.3 * (composite - 0.5)
+    assert content_loss(composite, ir, vi, 0.0, vif_weight=1.0, qabf_weight=1.0) < content_loss(
+        washed, ir, vi, 0.0, vif_weight=1.0, qabf_weight=1.0)
