@@ -280,6 +280,33 @@ def test_monitor_flags_stripes_and_stops(tiny_data, tmp_path):
         bad(4)
 
 
+
+class _Mostly(torch.nn.Module):
+    """A fuser whose output is 90% infrared: nets that simply copy it decode it well from the start."""
+
+    def __init__(self, w: float = 0.9) -> None:
+        super().__init__()
+        self.w = w
+
+    def forward(self, i, v):
+        return self.w * i + (1 - self.w) * v
+
+
+def test_monitor_judges_by_the_start_when_the_nets_know_the_model(tiny_data, tmp_path):
+    """Sensing nets trained on the starting model's outputs (emma-sensing) are no alarm at step 0."""
+    cfg = _fusion_cfg(tiny_data, tmp_path, "", **{"monitor.patience": 1})
+    batch = PairedCrops(cfg.data.sets, 32).batch(range(2))
+    rt = Runtime(device=torch.device("cpu"))
+    fuser = _Mostly()
+    mon = ArtefactMonitor(cfg, fuser, {"ir": _Identity(), "vi": _Identity()}, batch, rt)
+    ir, vi = batch["ir"], batch["vi"]
+    assert float(torch.nn.functional.mse_loss(fuser(ir, vi), ir)) < float(torch.nn.functional.mse_loss((ir + vi) / 2, ir))
+    rec = mon(2)  # A_ir's error on f is 4% of its error on the average, but equal to the start's
+    assert rec["sense_ratio_ir"] == pytest.approx(1.0) and rec["violations"] == []
+    fuser.w = 0.99  # moving further towards what A_ir decodes best than the start did is flagged
+    with pytest.raises(StopTraining, match="A_ir"):
+        mon(4)
+
 _CLI = "import sys; from emma_fusion.cli import main; main(sys.argv[1:])"
 
 

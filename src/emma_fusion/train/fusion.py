@@ -83,8 +83,12 @@ class FusionObjective(nn.Module):
 class ArtefactMonitor:
     """Scores fixed crops: high-frequency ratio of f and the sensing nets' error ratio.
 
-    ``hf_ratio = hf(f) / max(hf(i), hf(v))``; ``sense_ratio_ir = MSE(A_i(f), i) / MSE(A_i(avg), i)``
-    with ``avg = (i + v) / 2`` (and the same for A_v). A violation is ``hf_ratio > hf_max`` or a
+    ``hf_ratio = hf(f) / max(hf(i), hf(v))``; ``sense_ratio_ir = MSE(A_i(f), i) / ref_ir`` with
+    ``ref_ir = min(MSE(A_i(avg), i), MSE(A_i(f0), i))``, ``avg = (i + v) / 2`` and ``f0`` the
+    fusion of the U-Fuser the run started from (and the same for A_v): sensing nets trained on
+    that model's own outputs (the packaged ``emma-sensing``) decode them well from the first step,
+    which is no sign of a hidden code; only a fall below that start is. The reference is kept in
+    checkpoints, so a resumed run judges by the same one. A violation is ``hf_ratio > hf_max`` or a
     sense ratio below ``sense_min``; ``patience`` violations in a row warn loudly and, with
     ``stop``, end the run. Runs on rank 0; the decision is broadcast to every rank.
     """
@@ -100,9 +104,11 @@ class ArtefactMonitor:
         self.best = -float("inf")
         self.best_path = Path(cfg.out) / BEST_FILE
         if sense:
-            avg = (self.batch["ir"] + self.batch["vi"]) / 2
+            ir, vi = self.batch["ir"], self.batch["vi"]
             with torch.no_grad():
-                self.reference = {m: float(F.mse_loss(a(avg).float(), self.batch[m])) for m, a in sense.items()}
+                f0 = fuser(ir, vi).float()
+                self.reference = {m: min(float(F.mse_loss(a((ir + vi) / 2).float(), self.batch[m])),
+                                         float(F.mse_loss(a(f0).float(), self.batch[m]))) for m, a in sense.items()}
 
     @torch.no_grad()
     def measure(self) -> dict[str, float]:
@@ -269,6 +275,7 @@ def _restore_monitor(monitor: ArtefactMonitor | None, state: dict[str, Any]) -> 
     if monitor is not None:
         monitor.streak = int(state.get("monitor_streak", 0))
         monitor.best = float(state.get("monitor_best", -float("inf")))
+        monitor.reference.update(state.get("monitor_reference", {}))
 
 
 def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
@@ -295,11 +302,11 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                                     qabf_weight=cfg.content_qabf_weight))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
+    fuser.to(rt.device)
     monitor = None
     if cfg.monitor.every > 0:
         probe = _build_data(cfg, cfg.seed + 1)  # a different crop stream than training
         monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe)
-    fuser.to(rt.device)
     log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
              cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if loss.uses_transforms else 0)
     stage = Stage(
@@ -310,7 +317,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
         steps_per_epoch=spe,
         monitor=monitor,
         extra_state=lambda: {"monitor_streak": monitor.streak if monitor else 0,
-                             "monitor_best": monitor.best if monitor else -float("inf")},
+                             "monitor_best": monitor.best if monitor else -float("inf"),
+                             "monitor_reference": dict(monitor.reference) if monitor else {}},
         load_extra_state=lambda s: _restore_monitor(monitor, s),
     )
     step, out = run_stage(cfg, stage, rt, resume=resume)
