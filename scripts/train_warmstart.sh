@@ -13,7 +13,8 @@
 #   MARGIN (content_ir_margin: how much stronger an infrared edge must be to be the texture target),
 #   BASE (content_base_weight: the block-mean brightness term's weight),
 #   POLARITY (content_polarity, 0-1: how far an infrared edge of the wrong sign moves to the max composite's),
-#   VIF, QABF (content_vif_weight, content_qabf_weight: the scored metrics as loss terms).
+#   VIF, QABF (content_vif_weight, content_qabf_weight: the scored metrics as loss terms),
+#   VIF_CAP (content_vif_max_gain: 1 stops the VIF term from paying for contrast stretching).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -43,6 +44,7 @@ ${BASE:+content_base_weight = $BASE}
 ${POLARITY:+content_polarity = $POLARITY}
 ${VIF:+content_vif_weight = $VIF}
 ${QABF:+content_qabf_weight = $QABF}
+${VIF_CAP:+content_vif_max_gain = $VIF_CAP}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false

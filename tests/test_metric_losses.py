@@ -80,3 +80,15 @@ def test_metric_terms_in_the_content_loss():
     washed = 0.5 + 0.3 * (composite - 0.5)
     assert content_loss(composite, ir, vi, 0.0, vif_weight=1.0, qabf_weight=1.0) < content_loss(
         washed, ir, vi, 0.0, vif_weight=1.0, qabf_weight=1.0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), stretch=st.floats(1.1, 1.6))
+def test_capped_vif_does_not_pay_for_contrast_stretching(seed, stretch):
+    _, vi, _ = _scene(seed)
+    x = _t(vi)
+    stretched = x.mean() + stretch * (x - x.mean())
+    assert float(vif_score(x, stretched)) > 1.02  # the metric rewards stretching
+    assert float(vif_score(x, stretched, max_gain=1.0)) == pytest.approx(1.0, abs=1e-3)
+    weaker = x.mean() + 0.6 * (x - x.mean())  # below the cap nothing changes
+    assert float(vif_score(x, weaker, max_gain=1.0)) == pytest.approx(float(vif_score(x, weaker)), rel=1e-9)

@@ -173,6 +173,7 @@ class FusionConfig(_RunFields):
     content_polarity: float = 0.0
     content_vif_weight: float = 0.0
     content_qabf_weight: float = 0.0
+    content_vif_max_gain: float = 0.0
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

@@ -112,7 +112,7 @@ def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
-    polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0,
+    polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -146,7 +146,9 @@ def content_loss(
     ``vif_weight`` and ``qabf_weight`` add the scored metrics themselves
     (:mod:`.metric_losses`): ``vif_weight * (2 - VIF) + qabf_weight * (1 - Qabf)``, batch means,
     with VIF summed over both sources as the bench scores it. Both reward f for keeping each
-    source's local structure, which the max composite alone does not.
+    source's local structure, which the max composite alone does not. ``vif_max_gain > 0`` caps
+    the VIF term's per-window gain (:func:`.metric_losses.vif_score`): 1 stops it from paying for
+    contrast stretching, which raises the metric without keeping more of either source.
     """
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -167,7 +169,8 @@ def content_loss(
         texture = F.l1_loss(abs_sobel(f), grad_gain * g_t.abs().sum(dim=2))
     loss = intensity + grad_weight * texture
     if vif_weight > 0:
-        loss = loss + vif_weight * (2.0 - (vif_score(ir, f) + vif_score(vi, f)).mean())
+        cap = vif_max_gain or None
+        loss = loss + vif_weight * (2.0 - (vif_score(ir, f, cap) + vif_score(vi, f, cap)).mean())
     if qabf_weight > 0:
         loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
     return loss

@@ -41,7 +41,8 @@ def _valid_filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
 
-def _vif_terms(ref: torch.Tensor, dist: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _vif_terms(ref: torch.Tensor, dist: torch.Tensor, g: torch.Tensor,
+               max_gain: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """VIF's per-image numerator and denominator sums at one scale: (N, 1, H, W) x 2 -> (N,), (N,)."""
     stats = _valid_filter(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist], dim=1), g)
     mu1, mu2, e11, e22, e12 = stats.unbind(dim=1)
@@ -61,16 +62,21 @@ def _vif_terms(ref: torch.Tensor, dist: torch.Tensor, g: torch.Tensor) -> tuple[
     sv = torch.where(negative, s2, sv)
     gain = torch.where(negative, torch.zeros_like(gain), gain)
     sv = sv.clamp_min(_EPS)
+    if max_gain is not None:  # the residual sv keeps the true gain; only the credited signal is capped
+        gain = gain.clamp_max(max_gain)
     num = torch.log10(1.0 + gain * gain * s1 / (sv + _VIF_NOISE)).sum(dim=(-2, -1))
     den = torch.log10(1.0 + s1 / _VIF_NOISE).sum(dim=(-2, -1))
     return num, den
 
 
-def vif_score(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+def vif_score(ref: torch.Tensor, dist: torch.Tensor, max_gain: float | None = None) -> torch.Tensor:
     """Multi-scale pixel-domain VIF of ``dist`` with ``ref`` as reference: (N, 1, H, W) x 2 -> (N,).
 
     Four scales, Gaussian windows of 17, 9, 5 and 3 taps; numerator and denominator summed over
     the scales before dividing; a reference flat at every scale scores 1 (the metric's rule).
+    ``max_gain`` (None: the metric) caps each window's gain ``g`` in the numerator: with 1, a
+    contrast-stretched copy of ``ref`` scores 1, as ``ref`` itself does, where the metric gives
+    it more than 1 (VIF rewards stretching; a training term need not).
     """
     ref, dist = ref * 255.0, dist * 255.0
     num = den = 0.0
@@ -79,7 +85,7 @@ def vif_score(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         if s > 1:
             ref = _valid_filter(ref, g)[..., ::2, ::2]
             dist = _valid_filter(dist, g)[..., ::2, ::2]
-        n, d = _vif_terms(ref, dist, g)
+        n, d = _vif_terms(ref, dist, g, max_gain)
         num, den = num + n, den + d
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.ones_like(den))
 

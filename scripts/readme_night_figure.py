@@ -1,0 +1,55 @@
+"""The README's real night pair: the shipped model's fused output beside two classical methods'.
+
+Usage: python scripts/readme_night_figure.py DATA_ROOT [--weights emma-default] [--out docs/night_pair.jpg]
+
+Fuses MSRS/test 00004N and LLVIP/test 190002 (night, pedestrians) with the U-Fuser, ``gff`` and
+``average``, and writes one JPEG of full-resolution crops (no downscaling) with each crop's TCR
+(the infrared targets' contrast kept, docs/METRICS.md). Only fused outputs are drawn: the source
+images of the data sets are not reproduced in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import emma_fusion
+from emma_fusion.demo import side_by_side
+from emma_fusion.io import atomic_write
+from emma_fusion.metrics import compute, quantize_fused, read_metric_image
+
+# (dataset split, stem, crop box top, left, height, width): around the pedestrians
+PAIRS = [("MSRS/test", "00004N.png", 150, 200, 300, 440), ("LLVIP/test", "190002.jpg", 380, 40, 600, 880)]
+
+
+def _row(root: Path, split: str, name: str, box: tuple[int, int, int, int], weights: str) -> np.ndarray:
+    ir, vi = (read_metric_image(root / split / m / name) for m in ("ir", "vi"))
+    top, left, h, w = box
+    tiles, labels = [], []
+    for label, kw in ((f"EMMA ({weights})", {"model": weights}), ("gff", {"method": "gff"}), ("average", {"method": "average"})):
+        f = emma_fusion.fuse(ir / 255.0, vi / 255.0, color="gray", **kw)
+        tcr = compute(quantize_fused(f), ir, vi, ["TCR"])["TCR"]
+        tiles.append(f[top:top + h, left:left + w])
+        labels.append(f"{label}, {split.split('/')[0]} {Path(name).stem}: TCR {tcr:.2f}")
+    return side_by_side(tiles, labels)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--weights", default="emma-default")
+    ap.add_argument("--out", type=Path, default=Path("docs/night_pair.jpg"))
+    a = ap.parse_args()
+    rows = [_row(a.data, split, name, box, a.weights) for split, name, *box in PAIRS]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
+    img = Image.fromarray((np.concatenate(rows) * 255 + 0.5).astype(np.uint8))
+    atomic_write(a.out, lambda tmp: img.save(tmp, format="JPEG", quality=88))
+    print(f"wrote {a.out} ({img.width}x{img.height})")
+
+
+if __name__ == "__main__":
+    main()
