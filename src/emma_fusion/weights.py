@@ -150,7 +150,7 @@ def packaged_models() -> dict[str, dict[str, Any]]:
     return json.loads(reg.read_text())
 
 
-def _resolve(name_or_path: str | os.PathLike | None) -> tuple[Path, str | None]:
+def _resolve(name_or_path: str | os.PathLike | None, arch: str | None = None) -> tuple[Path, str | None]:
     name = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
     models = packaged_models()
     if name in models:
@@ -163,7 +163,7 @@ def _resolve(name_or_path: str | os.PathLike | None) -> tuple[Path, str | None]:
         raise EmmaError("no default model is shipped with this version yet; pass --weights PATH (a trained U-Fuser)")
     p = Path(name)
     if not p.exists():
-        known = ", ".join(models) or "none"
+        known = ", ".join(n for n, e in models.items() if arch is None or e.get("arch", "ufuser") == arch) or "none"
         raise EmmaError(f"no such weights file or packaged model: {name} (packaged models: {known})")
     return p, None
 
@@ -178,7 +178,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, arch: str | None =
             whatever the file's metadata names. Files without metadata (the authors' ``.pth``)
             are taken to be of this architecture.
     """
-    path, sha = _resolve(name_or_path)
+    path, sha = _resolve(name_or_path, arch)
     if sha is not None and sha256_file(path) != sha:
         raise EmmaError(f"packaged model {path.name} is corrupt: sha256 does not match the registry")
     state, meta = load_state(path)
