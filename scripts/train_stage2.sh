@@ -7,7 +7,9 @@
 #   Writes RUN_DIR/NAME/ (log.jsonl with validation every 100 steps, ufuser_best.safetensors).
 #   Re-running the same command resumes. Environment: THREADS (default 1), GRAD_WEIGHT (the content
 #   anchor's gradient weight, default 2 as in the warmstart preset), SIGNED (true: the anchor's signed
-#   texture term), GAIN (the anchor's content_grad_gain, default 1).
+#   texture term), GAIN (the anchor's content_grad_gain, default 1), VIF, QABF, VIF_CAP (the anchor's
+#   metric terms: content_vif_weight, content_qabf_weight, content_vif_max_gain; default 0).
+#   SENSING_DIR may be a packaged pair's name (emma-sensing).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; NAME=${3:?run name}; INIT=${4:?init weights}; SENSE=${5:?sensing run}
 LR=${6:-2e-5}; CW=${7:-0}; STEPS=${8:-600}
@@ -23,6 +25,9 @@ content_weight = $CW
 content_grad_weight = ${GRAD_WEIGHT:-2}
 content_signed = ${SIGNED:-false}
 content_grad_gain = ${GAIN:-1.0}
+content_vif_weight = ${VIF:-0}
+content_qabf_weight = ${QABF:-0}
+content_vif_max_gain = ${VIF_CAP:-0}
 steps = $STEPS
 threads = ${THREADS:-1}
 checkpoint_every = 100
