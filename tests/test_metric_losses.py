@@ -92,3 +92,12 @@ def test_capped_vif_does_not_pay_for_contrast_stretching(seed, stretch):
     assert float(vif_score(x, stretched, max_gain=1.0)) == pytest.approx(1.0, abs=1e-3)
     weaker = x.mean() + 0.6 * (x - x.mean())  # below the cap nothing changes
     assert float(vif_score(x, weaker, max_gain=1.0)) == pytest.approx(float(vif_score(x, weaker)), rel=1e-9)
+
+
+def test_terms_ignore_bf16_autocast():
+    """Under mixed precision (stage 2 with amp) the terms are still computed in float32."""
+    ir, vi, f = (_t(x).float() for x in _scene(4))
+    ref = (vif_score(ir, f), qabf_score(ir, vi, f))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        got = (vif_score(ir, f), qabf_score(ir, vi, f))
+    assert all(g.dtype == torch.float32 and torch.equal(g, r) for g, r in zip(got, ref))

@@ -8,7 +8,7 @@ so a term in the loss is the number the bench reports, not a proxy of it:
 - :func:`qabf_score`: Xydeas-Petrovic edge preservation of both sources in the fused image.
 
 Inputs are (N, 1, H, W) float in [0, 1] (scaled to 0..255 inside, the metrics' grey levels);
-outputs are (N,) per-image scores. The metrics' non-differentiable fix-ups (VIF's clamps, Qabf's
+outputs are (N,) per-image float32 (or float64) scores, computed with autocast off. The metrics' non-differentiable fix-ups (VIF's clamps, Qabf's
 ``arctan`` at ``Sx = 0``) are kept as ``torch.where`` selections, so gradients are those of the
 branch taken. Images must be larger than about 40 x 40 (VIF's fourth scale).
 """
@@ -78,7 +78,22 @@ def vif_score(ref: torch.Tensor, dist: torch.Tensor, max_gain: float | None = No
     contrast-stretched copy of ``ref`` scores 1, as ``ref`` itself does, where the metric gives
     it more than 1 (VIF rewards stretching; a training term need not).
     """
-    ref, dist = ref * 255.0, dist * 255.0
+    with _full_precision(ref):
+        return _vif(_wide(ref) * 255.0, _wide(dist) * 255.0, max_gain)
+
+
+def _full_precision(x: torch.Tensor) -> torch.autocast:
+    """Autocast off: the variances are differences of large sums, which bf16/fp16 would cancel away."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32, or float64 if it is already."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _vif(ref: torch.Tensor, dist: torch.Tensor, max_gain: float | None) -> torch.Tensor:
+    """:func:`vif_score` on 0..255 images."""
     num = den = 0.0
     for s in range(1, 5):
         g = _gauss_1d(2 ** (5 - s) + 1, ref)
@@ -125,7 +140,8 @@ def qabf_score(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tenso
 
     The sources' edge strengths weight each pixel's preservation; the weights carry no gradient.
     """
-    (ga, aa), (gb, ab), (gf, af) = (_strength_angle(x * 255.0) for x in (a, b, f))
+    with _full_precision(f):
+        (ga, aa), (gb, ab), (gf, af) = (_strength_angle(_wide(x) * 255.0) for x in (a, b, f))
     ga, gb = ga.detach(), gb.detach()
     num = (_preservation(ga, aa, gf, af) * ga + _preservation(gb, ab, gf, af) * gb).sum(dim=(1, 2, 3))
     return num / (ga + gb).sum(dim=(1, 2, 3)).clamp_min(_EPS)
