@@ -20,18 +20,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..metrics.core import _VIF_KERNELS
+
 __all__ = ["vif_score", "qabf_score"]
 
 _VIF_NOISE = 2.0  # sigma_nsq, in grey levels squared
 _EPS = 1e-10
 _HALF_PI = math.pi / 2
-
-
-def _gauss_1d(n: int, like: torch.Tensor) -> torch.Tensor:
-    """Normalised 1-D Gaussian of ``n`` taps and sigma ``n / 5`` (MATLAB ``fspecial``'s factor)."""
-    x = torch.arange(n, dtype=like.dtype, device=like.device) - (n - 1) / 2.0
-    g = torch.exp(-(x * x) / (2.0 * (n / 5.0) ** 2))
-    return g / g.sum()
 
 
 def _valid_filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -95,8 +90,8 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
 def _vif(ref: torch.Tensor, dist: torch.Tensor, max_gain: float | None) -> torch.Tensor:
     """:func:`vif_score` on 0..255 images."""
     num = den = 0.0
-    for s in range(1, 5):
-        g = _gauss_1d(2 ** (5 - s) + 1, ref)
+    for s, k in enumerate(_VIF_KERNELS, start=1):  # the metric's own windows, so both use the same numbers
+        g = torch.from_numpy(k).to(ref)
         if s > 1:
             ref = _valid_filter(ref, g)[..., ::2, ::2]
             dist = _valid_filter(dist, g)[..., ::2, ::2]
