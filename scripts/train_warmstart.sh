@@ -6,7 +6,7 @@
 #   no test pair is read. RUN_DIR receives val/ (links to held-in validation pairs), fusion/ (the run).
 #   Re-running the same command resumes the run from its latest checkpoint.
 #   Environment: THREADS (torch threads, default 1), SEED (default 0), LLVIP_WEIGHT (per-pair weight of
-#   LLVIP/train, default 4; 0 leaves LLVIP out), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
+#   LLVIP/train, default 4; 0 leaves LLVIP out), MSRS_WEIGHT (per-pair weight of MSRS/train, default 14), GRAD_WEIGHT (the content loss's gradient weight; default: the preset's),
 #   VAL_EVERY (steps between validations, default 500), INIT (U-Fuser to continue from, e.g. emma-default:
 #   a warm restart of the shipped model), LR (peak learning rate of the cosine schedule; default the preset's),
 #   SIGNED (true: the content loss's signed texture term, content_signed), GAIN (content_grad_gain),
@@ -51,7 +51,7 @@ progress = false
 log_every = 10
 monitor = { val_dir = "$RUN/val", val_pairs = 6, val_every = ${VAL_EVERY:-500} }
 data = { sets = [
-  { root = "$DATA/MSRS/train", weight = 14.0 },
+  { root = "$DATA/MSRS/train", weight = ${MSRS_WEIGHT:-14.0} },
   { root = "$DATA/RoadScene/train", weight = 1.0 },
   $LLVIP_SET
 ] }

@@ -74,6 +74,18 @@ def test_folder_mode_pairs_skips_and_overwrites(tmp_path, pair, weights, capsys)
     assert "1 written" in stdout
 
 
+def test_pair_mode_keeps_an_existing_output_without_overwrite(tmp_path, pair, capsys):
+    ir, vi = pair
+    out = tmp_path / "f.png"
+    out.write_bytes(b"keep me")
+    code, _, err = run(capsys, "fuse", ir, vi, "-o", out, "--method", "average")
+    assert code == 2 and "exists; pass --overwrite" in err and err.count("\n") == 1
+    assert out.read_bytes() == b"keep me"
+    code, stdout, err = run(capsys, "fuse", ir, vi, "-o", out, "--method", "average", "--overwrite")
+    assert code in (0, None), err
+    assert out.read_bytes() != b"keep me" and str(out) in stdout
+
+
 def test_no_default_model_message(tmp_path, pair, capsys, monkeypatch):
     monkeypatch.setattr("emma_fusion.weights.packaged_models", lambda: {})
     ir, vi = pair
@@ -109,7 +121,7 @@ def test_bad_input_one_line_error_and_no_output(tmp_path, pair, weights, capsys,
     out.parent.mkdir()
     out.write_bytes(b"previous result")
     target = out if "--out" not in args else out.parent
-    extra = [] if "--weights" in args else ["--weights", weights]
+    extra = ([] if "--weights" in args else ["--weights", weights]) + ["--overwrite"]  # the bad input must be what stops it
     code, _, err = run(capsys, *args, target, *extra)
     assert code == 2, err
     assert msg in err and err.startswith("error: ") and err.count("\n") == 1

@@ -42,7 +42,7 @@ def fuse_command(
     bits: int = typer.Option(8, "--bits", help="Output bit depth: 8 or 16 (16: gray PNG/TIFF)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Network arithmetic: fp32 (default), bf16 (faster CPUs with AVX-512 BF16), fp16 (GPU)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="torch (default) or onnxruntime (pip install 'emma-fusion\\[onnx]')."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs in folder mode."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file (one pair) or existing outputs (folders)."),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="Folder mode: pairs in flight at once, sharing the threads (default 2, or 1 with --threads 1; 1: one at a time)."),
 ) -> None:
     """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
@@ -63,6 +63,8 @@ def fuse_command(
         raise EmmaError("give IR VI -o OUT for one pair, or --ir DIR --vi DIR --out DIR for folders")
     if out.is_dir():
         out = out / f"{ir.stem}.png"
+    if out.exists() and not overwrite and out.resolve() not in (ir.resolve(), vi.resolve()):
+        raise EmmaError(f"{out} exists; pass --overwrite to replace it")
     from ..api import fuse_files
 
     with exit_on_interrupt("nothing written"):
