@@ -294,6 +294,10 @@ def test_emma_weights_column_keyed_by_weights(tmp_path):
     assert specs[0].config_hash != specs[1].config_hash
     one, _ = build_method_specs(["emma"], weights=[str(w1)])
     assert [s.label for s in one] == ["emma"] and one[0].config_hash == specs[0].config_hash
+    # threads change the speed, not the image: same cache key; a tile size changes the image
+    same, _ = build_method_specs(["emma"], weights=[str(w1)], network_options={"threads": 2})
+    tiled, _ = build_method_specs(["emma"], weights=[str(w1)], network_options={"tile": 256})
+    assert same[0].config_hash == one[0].config_hash and tiled[0].config_hash != one[0].config_hash
     w3 = save_weights(tmp_path / "emma-sharp.safetensors", UFuser())  # already named after the method
     named, _ = build_method_specs(["emma"], weights=[str(w1), str(w3)])
     assert [s.label for s in named] == ["emma-a", "emma-sharp"]

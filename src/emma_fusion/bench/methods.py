@@ -75,9 +75,13 @@ class MethodSpec:
 
 
 def _config_hash(info: MethodInfo, options: dict, normalize: str, weights_sha: str | None = None) -> str:
-    """sha256 of everything that decides a built-in method's fused images (options without weights paths)."""
+    """sha256 of everything that decides a built-in method's fused images (options without weights paths).
+
+    ``threads`` is left out: it changes how fast an image is fused, not the image, so a bench re-run
+    with another thread count reuses the cache."""
     from .. import __version__
 
+    options = {k: v for k, v in options.items() if k != "threads"}
     doc = {"method": info.name, "options": options, "normalize": normalize, "code": _method_code(info),
            "v": __version__}
     if weights_sha is not None:
