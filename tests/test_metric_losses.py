@@ -101,3 +101,12 @@ def test_terms_ignore_bf16_autocast():
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         got = (vif_score(ir, f), qabf_score(ir, vi, f))
     assert all(g.dtype == torch.float32 and torch.equal(g, r) for g, r in zip(got, ref))
+
+
+def test_vif_needs_41_pixels():
+    from emma_fusion.train.metric_losses import VIF_MIN_SIZE
+
+    x = torch.rand(1, 1, VIF_MIN_SIZE, VIF_MIN_SIZE + 7)
+    assert torch.isfinite(vif_score(x, x.flip(-1))).all()
+    with pytest.raises(ValueError, match="at least 41 x 41 pixels, not 40 x 48"):
+        vif_score(torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48))

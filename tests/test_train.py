@@ -80,7 +80,7 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 
 # -- configs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("stage", ["sensing", "fusion"])
-@pytest.mark.parametrize("name", ["paper", "cpu", "warmstart"])
+@pytest.mark.parametrize("name", ["paper", "cpu", "warmstart", "finetune"])
 def test_config_toml_roundtrip(tmp_path, stage, name):
     cfg = preset(name, stage)
     cfg.data.sets = [DatasetSpec(root="a/b", fused=["x", 'q"uote'], weight=2.5)]

@@ -295,3 +295,45 @@ def test_fine_tune_the_shipped_model_by_name(tmp_path):
     out = load_state(train_fusion(cfg))[0]
     shipped = load_model("emma-default").state_dict()
     assert max(float((out[k] - shipped[k]).abs().max()) for k in shipped) < 1e-6  # lr ~0: still the shipped weights
+
+
+def test_finetune_preset_is_the_shipped_models_last_recipe():
+    """`--preset finetune` = scripts/train_warmstart.sh with phase 14's settings, from emma-default."""
+    ws, ft = preset("warmstart", "fusion"), preset("finetune", "fusion")
+    assert ft.init_weights == "emma-default" and ft.ablation == "content" and ft.steps == 600
+    assert (ft.content_signed, ft.content_grad_weight, ft.content_grad_gain) == (True, 10.0, 1.15)
+    assert (ft.content_vif_weight, ft.content_vif_max_gain, ft.content_qabf_weight) == (6.0, 1.3, 16.0)
+    assert (ft.optim.lr, ft.optim.schedule, ft.optim.lr_min) == (1e-4, "cosine", 1e-5)
+    assert ft.monitor.val_every == 150 and ft.monitor.select == ws.monitor.select == "VIF+Qabf+TCR"
+    assert (ft.batch, ft.data.crop, ft.data.hflip) == (ws.batch, ws.data.crop, ws.data.hflip) == (8, 96, True)
+
+
+def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys):
+    """`emma train fusion --preset finetune --data DIR`: the metric terms run and the result loads."""
+    from emma_fusion.cli import app
+    from emma_fusion.weights import load_model, packaged_models
+
+    if "emma-default" not in packaged_models():
+        pytest.skip("no shipped model in this checkout")
+    root = _pairs(tmp_path / "train", h=56, w=64)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('preset = "finetune"\n[fusion]\nbatch = 1\nthreads = 1\nlog_every = 1\n'
+                   'data = { crop = 48, min_contrast = 0.0 }\n')
+    try:
+        app(["train", "fusion", "--config", str(cfg), "--data", str(root), "--out", str(tmp_path / "run"),
+             "--steps", "1", "--no-progress"], standalone_mode=False)
+    except SystemExit as e:
+        assert e.code in (0, None)
+    rec = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"step"' in x]
+    step = next(r for r in rec if r["type"] == "step")
+    assert np.isfinite(step["loss"]) and step["loss"] > step["content"] - 1e-6
+    load_model(tmp_path / "run" / "ufuser.safetensors")
+
+
+def test_vif_term_with_too_small_crops_is_a_clear_error(tmp_path):
+    """VIF's four scales need 41 pixels: a smaller crop is refused before training, in one line."""
+    cfg = apply_overrides(preset("finetune", "fusion"), {
+        "out": str(tmp_path / "run"), "steps": 1, "data.crop": 32, "progress": False, "init_weights": ""})
+    cfg.data.sets = [DatasetSpec(root=str(_pairs(tmp_path / "d")))]
+    with pytest.raises(EmmaError, match="content_vif_weight needs a crop of at least 41 pixels"):
+        train_fusion(cfg)

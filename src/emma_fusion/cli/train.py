@@ -13,7 +13,7 @@ from ..errors import EmmaError
 _HELP_DATA = "Data set: a folder with ir/ and vi/ (repeatable); append @W for a per-pair sampling weight."
 
 # Options shared by both stages.
-PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper, cpu or warmstart (default: the file's, else paper).")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper, cpu, warmstart, or finetune (the shipped model's last recipe, from emma-default) (default: the file's, else paper).")]
 DataOpt = Annotated[list[str], typer.Option("--data", help=_HELP_DATA)]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]

@@ -1,4 +1,4 @@
-"""Training configurations: dataclasses, the ``paper`` and ``cpu`` presets, and TOML I/O.
+"""Training configurations: dataclasses, the presets (``paper``, ``cpu``, ``warmstart``, ``finetune``), and TOML I/O.
 
 A TOML file holds a ``[sensing]`` and/or a ``[fusion]`` table (one file can drive both stages)
 and may name a base preset at the top level (``preset = "cpu"``); every key it sets overrides
@@ -227,11 +227,28 @@ def _warmstart(stage: str) -> StageConfig:
     )
 
 
-PRESETS = {"paper": _paper, "cpu": _cpu, "warmstart": _warmstart}
+def _finetune(stage: str) -> StageConfig:
+    """The shipped model's last recipe (phases 13-14, docs/MODEL_CARD.md) as a warm restart of
+    ``emma-default``: the signed texture term at weight 10 with gain 1.15, plus the VIF (gain capped
+    at 1.3) and Qabf terms, 600 steps at Adam 1e-4 with cosine decay, validation every 150 steps.
+    For continuing the shipped U-Fuser on one's own pairs (give ``monitor.val_dir`` to keep the best)."""
+    if stage == "sensing":
+        return _cpu(stage)
+    base = _warmstart(stage)
+    return dataclasses.replace(
+        base, init_weights="emma-default", steps=600, checkpoint_every=150,
+        content_grad_weight=10.0, content_signed=True, content_grad_gain=1.15,
+        content_vif_weight=6.0, content_vif_max_gain=1.3, content_qabf_weight=16.0,
+        optim=OptimConfig(lr=1e-4, schedule="cosine", lr_min=1e-5),
+        monitor=dataclasses.replace(base.monitor, val_every=150),
+    )
+
+
+PRESETS = {"paper": _paper, "cpu": _cpu, "warmstart": _warmstart, "finetune": _finetune}
 
 
 def preset(name: str, stage: str) -> StageConfig:
-    """The preset ``name`` (``paper`` or ``cpu``) for ``stage`` (``sensing`` or ``fusion``)."""
+    """The preset ``name`` (``paper``, ``cpu``, ``warmstart`` or ``finetune``) for ``stage`` (``sensing`` or ``fusion``)."""
     if stage not in _CLASSES:
         raise EmmaError(f"unknown stage {stage!r}; use 'sensing' or 'fusion'")
     if name not in PRESETS:

@@ -28,6 +28,7 @@ from .config import FusionConfig
 from .data import PairedCrops
 from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
 from .losses import EmmaLoss, content_loss
+from .metric_losses import VIF_MIN_SIZE
 from .sensing import GATE_FILE, SENSING_FILES
 from .transforms import TransformSampler
 
@@ -260,6 +261,9 @@ def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
     d = cfg.data
     if d.crop % UFuser.multiple or (EmmaLoss.needs_sensing(cfg.ablation) and d.crop % 16):
         raise EmmaError(f"the fusion crop must be a multiple of 16 (8 without sensing nets), not {d.crop}")
+    if cfg.content_vif_weight > 0 and d.crop < VIF_MIN_SIZE:
+        raise EmmaError(f"content_vif_weight needs a crop of at least {VIF_MIN_SIZE} pixels (VIF's four scales), "
+                        f"e.g. 48; not {d.crop}")
     return PairedCrops(d.sets, d.crop, min_contrast=d.min_contrast, max_tries=d.max_tries,
                        seed=seed, cache_mb=d.cache_mb, hflip=d.hflip)
 

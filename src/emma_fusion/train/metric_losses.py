@@ -22,11 +22,13 @@ import torch.nn.functional as F
 
 from ..metrics.core import _VIF_KERNELS
 
-__all__ = ["vif_score", "qabf_score"]
+__all__ = ["vif_score", "qabf_score", "VIF_MIN_SIZE"]
 
 _VIF_NOISE = 2.0  # sigma_nsq, in grey levels squared
 _EPS = 1e-10
 _HALF_PI = math.pi / 2
+# The smallest side VIF's four scales fit in: each scale filters (valid) and halves what the last left.
+VIF_MIN_SIZE = 41
 
 
 def _valid_filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -73,6 +75,9 @@ def vif_score(ref: torch.Tensor, dist: torch.Tensor, max_gain: float | None = No
     contrast-stretched copy of ``ref`` scores 1, as ``ref`` itself does, where the metric gives
     it more than 1 (VIF rewards stretching; a training term need not).
     """
+    if min(ref.shape[-2:]) < VIF_MIN_SIZE:
+        raise ValueError(f"VIF needs images of at least {VIF_MIN_SIZE} x {VIF_MIN_SIZE} pixels, "
+                         f"not {ref.shape[-2]} x {ref.shape[-1]}")
     with _full_precision(ref):
         return _vif(_wide(ref) * 255.0, _wide(dist) * 255.0, max_gain)
 
