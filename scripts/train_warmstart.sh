@@ -14,7 +14,8 @@
 #   BASE (content_base_weight: the block-mean brightness term's weight),
 #   POLARITY (content_polarity, 0-1: how far an infrared edge of the wrong sign moves to the max composite's),
 #   VIF, QABF (content_vif_weight, content_qabf_weight: the scored metrics as loss terms),
-#   VIF_CAP (content_vif_max_gain: 1 stops the VIF term from paying for contrast stretching).
+#   VIF_CAP (content_vif_max_gain: 1 stops the VIF term from paying for contrast stretching),
+#   SELECT (monitor.select, the validation sum that picks the kept step; default VIF+Qabf+TCR).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -49,7 +50,7 @@ ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false
 log_every = 10
-monitor = { val_dir = "$RUN/val", val_pairs = 6, val_every = ${VAL_EVERY:-500} }
+monitor = { val_dir = "$RUN/val", val_pairs = 6, val_every = ${VAL_EVERY:-500}${SELECT:+, select = \"$SELECT\"} }
 data = { sets = [
   { root = "$DATA/MSRS/train", weight = ${MSRS_WEIGHT:-14.0} },
   { root = "$DATA/RoadScene/train", weight = 1.0 },
