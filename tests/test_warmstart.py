@@ -319,15 +319,28 @@ def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('preset = "finetune"\n[fusion]\nbatch = 1\nthreads = 1\nlog_every = 1\n'
                    'data = { crop = 48, min_contrast = 0.0 }\n')
+    val = _pairs(tmp_path / "val", n=1, h=56, w=64)
     try:
         app(["train", "fusion", "--config", str(cfg), "--data", str(root), "--out", str(tmp_path / "run"),
-             "--steps", "1", "--no-progress"], standalone_mode=False)
+             "--val", str(val), "--steps", "1", "--no-progress"], standalone_mode=False)
     except SystemExit as e:
         assert e.code in (0, None)
     rec = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"step"' in x]
     step = next(r for r in rec if r["type"] == "step")
     assert np.isfinite(step["loss"]) and step["loss"] > step["content"] - 1e-6
+    assert [r["step"] for r in rec if "validation" in r] == [0, 1]  # --val: scored at the start and the end
+    assert "best by validation (VIF+Qabf+TCR)" in capsys.readouterr().out
     load_model(tmp_path / "run" / "ufuser.safetensors")
+    load_model(tmp_path / "run" / "ufuser_best.safetensors")
+
+
+def test_val_option_needs_ir_and_vi_folders(tmp_path, capsys):
+    from emma_fusion.cli import app
+
+    with pytest.raises((EmmaError, SystemExit)) as e:
+        app(["train", "fusion", "--preset", "finetune", "--data", str(tmp_path), "--val", str(tmp_path / "nope"),
+             "--out", str(tmp_path / "run")], standalone_mode=False)
+    assert "expected a folder with ir/ and vi/" in (str(e.value) + capsys.readouterr().err)
 
 
 def test_vif_term_with_too_small_crops_is_a_clear_error(tmp_path):

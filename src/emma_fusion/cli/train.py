@@ -133,6 +133,7 @@ def fusion_command(
     init_weights: Optional[str] = typer.Option(None, "--init-weights", help="Warm-start the U-Fuser from these weights (a file, or a packaged model such as emma-default)."),
     content_weight: Optional[float] = typer.Option(None, "--content-weight", help="Add the content loss as an anchor term with this weight."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-in validation pairs (ir/, vi/), scored every monitor.val_every steps (else once an epoch); the best by monitor.select is kept as ufuser_best.safetensors."),
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
@@ -150,6 +151,7 @@ def fusion_command(
 ) -> None:
     """Stage 2: train the U-Fuser with frozen A_i, A_v and the equivariant loss (Eq. 6)."""
     from ..train import train_fusion
+    from ..train.fusion import BEST_FILE
 
     overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
                  "data.crop": crop, "transforms.per_step": per_step, "seed": seed, "threads": threads,
@@ -157,10 +159,16 @@ def fusion_command(
                  "content_weight": content_weight,
                  "sensing": str(sensing) if sensing else None,
                  "init_weights": str(init_weights) if init_weights else None,
-                 "skip_gate": True if skip_gate else None, "progress": False if no_progress else None}
+                 "skip_gate": True if skip_gate else None, "progress": False if no_progress else None,
+                 "monitor.val_dir": str(val) if val else None}
+    if val is not None and not ((val / "ir").is_dir() and (val / "vi").is_dir()):
+        raise EmmaError(f"--val {val}: expected a folder with ir/ and vi/ sub-folders")
     cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
     weights = _run(train_fusion, cfg, resume)
     typer.echo(f"U-Fuser weights -> {weights}")
+    best = Path(weights).parent / BEST_FILE
+    if cfg.monitor.val_dir and best.is_file():
+        typer.echo(f"best by validation ({cfg.monitor.select or 'no select'}) -> {best}")
 
 
 def register(app: typer.Typer) -> None:

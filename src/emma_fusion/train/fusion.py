@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,10 @@ class ArtefactMonitor:
     """
 
     def __init__(self, cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] | None,
-                 batch: dict[str, torch.Tensor], rt: Runtime, steps_per_epoch: int = 1000) -> None:
+                 batch: dict[str, torch.Tensor], rt: Runtime, steps_per_epoch: int = 1000,
+                 last_step: int = 0) -> None:
         self.cfg, self.fuser, self.sense, self.rt = cfg.monitor, fuser, sense, rt
+        self.last_step = last_step  # validated too, so a run's end state can be the one kept
         self.batch = {k: v.to(rt.device) for k, v in batch.items()}
         self.streak = 0
         self.val_pairs = _validation_pairs(self.cfg.val_dir, self.cfg.val_pairs)
@@ -166,7 +169,7 @@ class ArtefactMonitor:
 
     def __call__(self, step: int) -> dict[str, Any] | None:
         val = None
-        if self.val_pairs and step % self.val_every == 0 and self.rt.main:
+        if self.val_pairs and (step % self.val_every == 0 or step == self.last_step) and self.rt.main:
             val = self.validate()
             self.keep_best(step, val)
             log.info("step %d: validation %s", step, val)
@@ -310,7 +313,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     monitor = None
     if cfg.monitor.every > 0:
         probe = _build_data(cfg, cfg.seed + 1)  # a different crop stream than training
-        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe)
+        total = cfg.steps if cfg.steps > 0 else math.ceil(cfg.epochs * spe)
+        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe, last_step=total)
     log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
              cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if loss.uses_transforms else 0)
     stage = Stage(
