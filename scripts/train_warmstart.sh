@@ -15,7 +15,8 @@
 #   POLARITY (content_polarity, 0-1: how far an infrared edge of the wrong sign moves to the max composite's),
 #   VIF, QABF (content_vif_weight, content_qabf_weight: the scored metrics as loss terms),
 #   VIF_CAP (content_vif_max_gain: 1 stops the VIF term from paying for contrast stretching),
-#   SELECT (monitor.select, the validation sum that picks the kept step; default VIF+Qabf+TCR).
+#   SELECT (monitor.select, the validation sum that picks the kept step; default VIF+Qabf+TCR),
+#   VAL_ROADSCENE (N more held-in RoadScene validation pairs; default 0).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; STEPS=${3:-3000}
 mkdir -p "$RUN/val/ir" "$RUN/val/vi"
@@ -26,6 +27,15 @@ for p in MSRS/train/00003N.png MSRS/train/00881N.png MSRS/train/00001D.png \
     ln -sf "$(realpath "$DATA/$(dirname "$p")/$m/$(basename "$p")")" "$RUN/val/$m/$(echo "$p" | tr / _)"
   done
 done
+# VAL_ROADSCENE=N adds N more held-in RoadScene pairs (every 14th file): with SELECT=VIF+Qabf+TCR+SCD
+# this catches an output that turns into the infrared image (docs/TRAINING.md, "Phases 10-14").
+VAL_N=6
+if [ "${VAL_ROADSCENE:-0}" -gt 0 ]; then
+  for n in $(ls "$DATA/RoadScene/train/ir" | awk 'NR % 14 == 0' | head -n "$VAL_ROADSCENE"); do
+    for m in ir vi; do ln -sf "$(realpath "$DATA/RoadScene/train/$m/$n")" "$RUN/val/$m/RoadScene_train_x_$n"; done
+  done
+  VAL_N=$((6 + VAL_ROADSCENE))
+fi
 # MSRS 12 pairs x 14 and RoadScene 171 x 1 are drawn about equally often; LLVIP 32 x 4 a little less.
 LLVIP_SET=""
 [ "${LLVIP_WEIGHT:-4}" != 0 ] && LLVIP_SET="{ root = \"$DATA/LLVIP/train\", weight = ${LLVIP_WEIGHT:-4} },"
@@ -50,7 +60,7 @@ ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false
 log_every = 10
-monitor = { val_dir = "$RUN/val", val_pairs = 6, val_every = ${VAL_EVERY:-500}${SELECT:+, select = \"$SELECT\"} }
+monitor = { val_dir = "$RUN/val", val_pairs = $VAL_N, val_every = ${VAL_EVERY:-500}${SELECT:+, select = \"$SELECT\"} }
 data = { sets = [
   { root = "$DATA/MSRS/train", weight = ${MSRS_WEIGHT:-14.0} },
   { root = "$DATA/RoadScene/train", weight = 1.0 },
