@@ -350,3 +350,32 @@ def test_vif_term_with_too_small_crops_is_a_clear_error(tmp_path):
     cfg.data.sets = [DatasetSpec(root=str(_pairs(tmp_path / "d")))]
     with pytest.raises(EmmaError, match="content_vif_weight needs a crop of at least 41 pixels"):
         train_fusion(cfg)
+
+
+@pytest.mark.slow
+def test_train_warmstart_script_runs_on_the_shared_data(tmp_path):
+    """scripts/train_warmstart.sh (the shipped model's recipe) with the env of phase 14 and the
+    RoadScene-heavy validation: a valid TOML, 18 validation pairs, scored at the first and last step."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import shared_path
+
+    data = shared_path("data")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "INIT": "emma-default", "SIGNED": "true", "GRAD_WEIGHT": "10", "GAIN": "1.15", "VIF": "6",
+           "VIF_CAP": "1.3", "QABF": "16", "VAL_ROADSCENE": "12", "SELECT": "VIF+Qabf+TCR+SCD", "THREADS": "1"}
+    run = tmp_path / "run"
+    proc = subprocess.run(["bash", str(repo / "scripts" / "train_warmstart.sh"), str(data), str(run), "1"],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    toml = (run / "warmstart.toml").read_text()
+    assert 'val_pairs = 18' in toml and 'select = "VIF+Qabf+TCR+SCD"' in toml and "content_vif_weight = 6" in toml
+    assert len(list((run / "val" / "ir").iterdir())) == 18
+    recs = [json.loads(x) for x in (run / "fusion" / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in recs if "validation" in r]
+    assert [r["step"] for r in vals] == [0, 1] and all(np.isfinite(r["validation"]["select"]) for r in vals)
+    assert (run / "fusion" / "ufuser_best.safetensors").is_file()
