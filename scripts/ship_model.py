@@ -41,12 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     arch, _ = model_config(load_model(args.weights, arch=None))  # refuses anything that is not a known net
     state, meta = load_state(args.weights)
-    if args.half:
-        state = {k: (v.half() if v.is_floating_point() and v.ndim > 1 else v) for k, v in state.items()}
+    half = args.half  # weight matrices and kernels only; 1-D tensors keep float32
+    state = {k: (v.half() if half and v.is_floating_point() and v.ndim > 1 else v).contiguous() for k, v in state.items()}
     meta = {**meta, "recipe": args.recipe, "note": args.note, "trained_as": args.weights.name}
     MODELS.mkdir(parents=True, exist_ok=True)
     target = MODELS / f"{args.name}.safetensors"
-    state = {k: v.contiguous() for k, v in state.items()}
     atomic_write(target, lambda tmp: save_file(state, str(tmp), metadata=meta))
     reg_path = MODELS / "registry.json"
     registry = json.loads(reg_path.read_text()) if reg_path.is_file() else {}

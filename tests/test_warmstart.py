@@ -337,10 +337,12 @@ def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys):
 def test_val_option_needs_ir_and_vi_folders(tmp_path, capsys):
     from emma_fusion.cli import app
 
+    root = _pairs(tmp_path / "train", h=56, w=64)
     with pytest.raises((EmmaError, SystemExit)) as e:
-        app(["train", "fusion", "--preset", "finetune", "--data", str(tmp_path), "--val", str(tmp_path / "nope"),
-             "--out", str(tmp_path / "run")], standalone_mode=False)
-    assert "expected a folder with ir/ and vi/" in (str(e.value) + capsys.readouterr().err)
+        app(["train", "fusion", "--preset", "finetune", "--data", str(root), "--val", str(tmp_path / "nope"),
+             "--out", str(tmp_path / "run"), "--crop", "48", "--steps", "1", "--no-progress"], standalone_mode=False)
+    assert f"no such folder: {tmp_path / 'nope' / 'ir'}" in (str(e.value) + capsys.readouterr().err)
+    assert not (tmp_path / "run" / "ufuser.safetensors").exists()
 
 
 def test_vif_term_with_too_small_crops_is_a_clear_error(tmp_path):

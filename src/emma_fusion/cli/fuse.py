@@ -12,6 +12,7 @@ import typer
 from ..api import Color, Normalize
 from ..api import ColorSource as _ColorSource
 from ..errors import EmmaError
+from ..io import check_not_input
 from .common import exit_on_interrupt
 
 
@@ -63,7 +64,8 @@ def fuse_command(
         raise EmmaError("give IR VI -o OUT for one pair, or --ir DIR --vi DIR --out DIR for folders")
     if out.is_dir():
         out = out / f"{ir.stem}.png"
-    if out.exists() and not overwrite and out.resolve() not in (ir.resolve(), vi.resolve()):
+    check_not_input(out, (ir, vi))  # the more telling error first, even with --overwrite
+    if out.exists() and not overwrite:
         raise EmmaError(f"{out} exists; pass --overwrite to replace it")
     from ..api import fuse_files
 

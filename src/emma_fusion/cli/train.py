@@ -161,8 +161,6 @@ def fusion_command(
                  "init_weights": str(init_weights) if init_weights else None,
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None,
                  "monitor.val_dir": str(val) if val else None}
-    if val is not None and not ((val / "ir").is_dir() and (val / "vi").is_dir()):
-        raise EmmaError(f"--val {val}: expected a folder with ir/ and vi/ sub-folders")
     cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
     weights = _run(train_fusion, cfg, resume)
     typer.echo(f"U-Fuser weights -> {weights}")
