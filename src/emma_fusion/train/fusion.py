@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from ..nets import UFuser
 from ..weights import load_model, load_weights_into, packaged_models, save_weights
 from .config import FusionConfig
 from .data import PairedCrops
-from .loop import Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch
+from .loop import (Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch,
+                   total_steps)
 from .losses import EmmaLoss, content_loss
 from .metric_losses import VIF_MIN_SIZE
 from .sensing import GATE_FILE, SENSING_FILES
@@ -313,8 +313,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     monitor = None
     if cfg.monitor.every > 0:
         probe = _build_data(cfg, cfg.seed + 1)  # a different crop stream than training
-        total = cfg.steps if cfg.steps > 0 else math.ceil(cfg.epochs * spe)
-        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe, last_step=total)
+        monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe,
+                                  last_step=total_steps(cfg, spe))
     log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
              cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if loss.uses_transforms else 0)
     stage = Stage(

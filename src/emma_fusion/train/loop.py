@@ -188,6 +188,11 @@ def steps_per_epoch(n_inputs: int, crops_per_image: int, batch: int, world: int)
     return max(1, math.ceil(n_inputs * crops_per_image / (batch * world)))
 
 
+def total_steps(cfg: StageConfig, steps_per_epoch: int) -> int:
+    """A run's length in steps: ``cfg.steps``, else ``ceil(cfg.epochs * steps_per_epoch)``."""
+    return cfg.steps if cfg.steps > 0 else math.ceil(cfg.epochs * steps_per_epoch)
+
+
 def rank_indices(step: int, batch: int, rank: int, world: int) -> list[int]:
     """Global crop indices of ``rank``'s batch at ``step`` (rank r takes r, r + W, ...)."""
     base = step * batch * world
@@ -275,7 +280,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     out = Path(cfg.out)
     ckpt_dir = _prepare_out(out, resume, rt)
     spe = stage.steps_per_epoch
-    total = cfg.steps if cfg.steps > 0 else math.ceil(cfg.epochs * spe)
+    total = total_steps(cfg, spe)
     for m in stage.models.values():
         m.to(rt.device, memory_format=rt.memory_format)
     stage.objective.to(rt.device, memory_format=rt.memory_format)
