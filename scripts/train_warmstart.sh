@@ -15,6 +15,7 @@
 #   POLARITY (content_polarity, 0-1: how far an infrared edge of the wrong sign moves to the max composite's),
 #   VIF, QABF (content_vif_weight, content_qabf_weight: the scored metrics as loss terms),
 #   VIF_CAP (content_vif_max_gain: 1 stops the VIF term from paying for contrast stretching),
+#   VIF_VI (content_vif_visible_share: the visible image's share of the VIF term, default 0.5),
 #   SELECT (monitor.select, the validation sum that picks the kept step; default VIF+Qabf+TCR),
 #   VAL_ROADSCENE (N more held-in RoadScene validation pairs; default 0).
 set -euo pipefail
@@ -56,6 +57,7 @@ ${POLARITY:+content_polarity = $POLARITY}
 ${VIF:+content_vif_weight = $VIF}
 ${QABF:+content_qabf_weight = $QABF}
 ${VIF_CAP:+content_vif_max_gain = $VIF_CAP}
+${VIF_VI:+content_vif_visible_share = $VIF_VI}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false

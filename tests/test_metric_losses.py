@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emma_fusion.errors import EmmaError
 from emma_fusion.metrics import compute
 from emma_fusion.train.losses import content_loss
 from emma_fusion.train.metric_losses import qabf_score, vif_score
@@ -80,6 +81,27 @@ def test_metric_terms_in_the_content_loss():
     washed = 0.5 + 0.3 * (composite - 0.5)
     assert content_loss(composite, ir, vi, 0.0, vif_weight=1.0, qabf_weight=1.0) < content_loss(
         washed, ir, vi, 0.0, vif_weight=1.0, qabf_weight=1.0)
+
+
+def test_vif_visible_share_weights_the_two_sources():
+    ir, vi, _ = _scene(5)
+    ir, vi = _t(ir).float(), _t(vi).float()
+    f = 0.7 * vi + 0.3 * ir  # mostly the visible image
+    v_ir, v_vi = float(vif_score(ir, f)), float(vif_score(vi, f))
+    for share in (0.0, 0.5, 0.8, 1.0):
+        loss = float(content_loss(f, ir, vi, 0.0, vif_weight=1.0, vif_visible_share=share))
+        expected = float(content_loss(f, ir, vi, 0.0)) + 2 - 2 * ((1 - share) * v_ir + share * v_vi)
+        assert loss == pytest.approx(expected, rel=1e-5)
+    # 0.5 is the scored sum: the default
+    assert float(content_loss(f, ir, vi, 0.0, vif_weight=1.0)) == pytest.approx(
+        float(content_loss(f, ir, vi, 0.0, vif_weight=1.0, vif_visible_share=0.5)))
+    # a visible-heavy share prefers the visible-heavy image over the infrared-heavy one
+    g = 0.3 * vi + 0.7 * ir
+    def cost(x, s):
+        return float(content_loss(x, ir, vi, 0.0, vif_weight=1.0, vif_visible_share=s))
+    assert cost(f, 0.9) < cost(g, 0.9) and cost(g, 0.1) < cost(f, 0.1)
+    with pytest.raises(EmmaError, match=r"visible share must be in \[0, 1\]"):
+        content_loss(f, ir, vi, vif_weight=1.0, vif_visible_share=1.5)
 
 
 @settings(max_examples=10, deadline=None)

@@ -369,13 +369,15 @@ def test_train_warmstart_script_runs_on_the_shared_data(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "INIT": "emma-default", "SIGNED": "true", "GRAD_WEIGHT": "10", "GAIN": "1.15", "VIF": "6",
-           "VIF_CAP": "1.3", "QABF": "16", "VAL_ROADSCENE": "12", "SELECT": "VIF+Qabf+TCR+SCD", "THREADS": "1"}
+           "VIF_CAP": "1.3", "QABF": "16", "VAL_ROADSCENE": "12", "SELECT": "VIF+Qabf+TCR+SCD", "THREADS": "1",
+           "VIF_VI": "0.5"}
     run = tmp_path / "run"
     proc = subprocess.run(["bash", str(repo / "scripts" / "train_warmstart.sh"), str(data), str(run), "1"],
                           cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     toml = (run / "warmstart.toml").read_text()
     assert 'val_pairs = 18' in toml and 'select = "VIF+Qabf+TCR+SCD"' in toml and "content_vif_weight = 6" in toml
+    assert "content_vif_visible_share = 0.5" in toml
     assert len(list((run / "val" / "ir").iterdir())) == 18
     recs = [json.loads(x) for x in (run / "fusion" / "log.jsonl").read_text().splitlines()]
     vals = [r for r in recs if "validation" in r]

@@ -174,6 +174,7 @@ class FusionConfig(_RunFields):
     content_vif_weight: float = 0.0
     content_qabf_weight: float = 0.0
     content_vif_max_gain: float = 0.0
+    content_vif_visible_share: float = 0.5
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

@@ -306,7 +306,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                                     grad_gain=cfg.content_grad_gain, ir_margin=cfg.content_ir_margin,
                                     base_weight=cfg.content_base_weight, base_size=cfg.content_base_size,
                                     polarity=cfg.content_polarity, vif_weight=cfg.content_vif_weight,
-                                    qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain))
+                                    qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain,
+                                    vif_visible_share=cfg.content_vif_visible_share))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     fuser.to(rt.device)

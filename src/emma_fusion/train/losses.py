@@ -113,6 +113,7 @@ def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
+    vif_visible_share: float = 0.5,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -149,11 +150,16 @@ def content_loss(
     source's local structure, which the max composite alone does not. ``vif_max_gain > 0`` caps
     the VIF term's per-window gain (:func:`.metric_losses.vif_score`): 1 stops it from paying for
     contrast stretching, which raises the metric without keeping more of either source.
+    ``vif_visible_share`` s in [0, 1] weights the two sources' VIF in that term as
+    ``2 * ((1 - s) * VIF(i, f) + s * VIF(v, f))``: 0.5 (default) is the scored sum; above 0.5 asks
+    for more of the visible image's structure (the half that low-contrast visible scenes lose).
     """
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
     if not 0.0 <= polarity <= 1.0:
         raise EmmaError(f"content polarity must be in [0, 1], got {polarity}")
+    if not 0.0 <= vif_visible_share <= 1.0:
+        raise EmmaError(f"content VIF visible share must be in [0, 1], got {vif_visible_share}")
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
@@ -170,7 +176,8 @@ def content_loss(
     loss = intensity + grad_weight * texture
     if vif_weight > 0:
         cap = vif_max_gain or None
-        loss = loss + vif_weight * (2.0 - (vif_score(ir, f, cap) + vif_score(vi, f, cap)).mean())
+        vif = 2.0 * ((1.0 - vif_visible_share) * vif_score(ir, f, cap) + vif_visible_share * vif_score(vi, f, cap))
+        loss = loss + vif_weight * (2.0 - vif.mean())
     if qabf_weight > 0:
         loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
     return loss
