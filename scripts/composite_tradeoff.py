@@ -1,15 +1,24 @@
 """Score fixed, hand-made fusions of test pairs: what VIF, Qabf and TCR reward (docs/TRAINING.md).
 
     python scripts/composite_tradeoff.py --data ../shared/data --pairs 12
+    python scripts/composite_tradeoff.py --datasets TNO --pairs 0 --model emma-default
 
-For the first ``--pairs`` pairs of RoadScene/test and TNO/test, prints the mean SD, VIF, Qabf and
-TCR (``emma_fusion.metrics``, each image min-max scaled to 0..255 as saved fusions are) of:
+For the first ``--pairs`` pairs (0: all) of each ``--datasets`` test split (default RoadScene and
+TNO), prints the mean SD, VIF, Qabf and TCR (``emma_fusion.metrics``, each image min-max scaled to
+0..255 as saved fusions are) of:
 
 - ``max``: the max composite ``max(i, v)``, the content loss's intensity target;
 - ``max base + max detail``: its 31 x 31 box-mean base plus, per pixel, the larger (in magnitude)
   of the two sources' detail layers ``x - boxmean31(x)``;
 - ``gff``: the guided-filter baseline;
-- ``gff + warm detail``: gff with its detail layer replaced by the infrared one where that is larger.
+- ``gff + warm detail``: gff with its detail layer replaced by the infrared one where that is larger;
+- ``visible``: the visible image itself;
+- ``visible + warm targets``: the visible image with the infrared image pasted in where TCR looks
+  (its top 2% of ``ir - boxmean31(ir)``), the mask widened by 15 pixels and feathered (Gaussian,
+  sigma 2): the best case of "keep the visible image, add the targets".
+
+With ``--model M`` (a packaged name or a weights file) also the model's own gray fusion and its
+blends ``(1 - a) * model + a * max`` for a = 0.3, 0.5, 0.7.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -36,8 +46,15 @@ def _minmax255(x: np.ndarray) -> np.ndarray:
     return np.round((x - x.min()) / max(float(x.max() - x.min()), 1e-12) * 255)
 
 
-def candidates(ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
-    """The hand-made fusions of one pair (float images in [0, 1])."""
+def warm_mask(ir: np.ndarray, widen: int = 15, sigma: float = 2.0) -> np.ndarray:
+    """Where TCR looks (top 2% of ``ir - boxmean31(ir)``), widened by ``widen`` px and feathered: [0, 1]."""
+    ci = ir - cv2.blur(ir, (31, 31), borderType=cv2.BORDER_REFLECT)
+    hard = (ci >= np.percentile(ci, 98)).astype(np.float64)
+    return cv2.GaussianBlur(cv2.dilate(hard, np.ones((widen, widen))), (0, 0), sigma)
+
+
+def candidates(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The hand-made fusions of one pair (float images in [0, 1]); ``fused``: a model's, for its blends."""
     gff = GuidedFilterFusion()
     b_ir, b_vi = box_mean(ir, 15, mode="edge"), box_mean(vi, 15, mode="edge")
     d_ir, d_vi = ir - b_ir, vi - b_vi
@@ -46,28 +63,46 @@ def candidates(ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
     wb_ir, wb_vi = gff._weights(ir, vi, p_ir, gff.r1, gff.eps1)
     wd_ir, wd_vi = gff._weights(ir, vi, p_ir, gff.r2, gff.eps2)
     base, detail = wb_ir * b_ir + wb_vi * b_vi, wd_ir * d_ir + wd_vi * d_vi
-    return {
+    m = warm_mask(ir)
+    out = {
         "max": top,
         "max base + max detail": box_mean(top, 15, mode="edge") + np.where(np.abs(d_ir) >= np.abs(d_vi), d_ir, d_vi),
         "gff": base + detail,
         "gff + warm detail": base + np.maximum(d_ir, detail),
+        "visible": vi,
+        "visible + warm targets": (1 - m) * vi + m * ir,
     }
+    if fused is not None:
+        out["model"] = fused
+        for a in (0.3, 0.5, 0.7):
+            out[f"model x {1 - a:.1f} + max x {a:.1f}"] = (1 - a) * fused + a * top
+    return out
+
+
+def _model_fusion(model: str, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """The model's gray fusion as saved (min-max, 8 bit), in [0, 1]."""
+    from emma_fusion import fuse
+
+    return _minmax255(np.asarray(fuse(ir, vi, model=model, color="gray", threads=1), np.float64)) / 255.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--datasets", nargs="+", default=["RoadScene", "TNO"])
+    ap.add_argument("--pairs", type=int, default=12, help="first N test pairs of each split; 0: all")
+    ap.add_argument("--model", default="", help="also score this model and its blends with max(i, v)")
     args = ap.parse_args()
     print("| dataset | fusion | " + " | ".join(METRICS) + " |")
     print("|---|---|" + "---:|" * len(METRICS))
-    for ds in ("RoadScene", "TNO"):
-        names = sorted(p.name for p in (args.data / ds / "test" / "ir").iterdir())[: args.pairs]
+    for ds in args.datasets:
+        names = sorted(p.name for p in (args.data / ds / "test" / "ir").iterdir())
         scores: dict[str, list[dict[str, float]]] = {}
-        for name in names:
+        for name in names[: args.pairs or None]:
             ir = _gray(args.data / ds / "test" / "ir" / name)
             vi = _gray(args.data / ds / "test" / "vi" / name)
-            for label, f in candidates(ir, vi).items():
+            fused = _model_fusion(args.model, ir, vi) if args.model else None
+            for label, f in candidates(ir, vi, fused).items():
                 scores.setdefault(label, []).append(compute(_minmax255(f), ir * 255, vi * 255, METRICS))
         for label, rows in scores.items():
             means = " | ".join(f"{np.mean([r[m] for r in rows]):.3f}" for m in METRICS)

@@ -1,0 +1,49 @@
+"""scripts/composite_tradeoff.py: the hand-made fusions behind the TNO trade-off in docs/TRAINING.md."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emma_fusion.metrics import compute
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location(
+        "composite_tradeoff", Path(__file__).parents[1] / "scripts" / "composite_tradeoff.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A textured visible image and a flat infrared one with one warm target (8-bit levels in [0, 1])."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:96, 0:112]
+    vi = 0.5 + 0.2 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + rng.normal(0, 0.02, (96, 112))
+    ir = 0.3 + rng.normal(0, 0.01, (96, 112))
+    ir[36:60, 46:62] = 0.9  # 3.6% of the image: TCR's top 2% lies inside it
+    return np.round(ir * 255) / 255, np.round(np.clip(vi, 0, 1) * 255) / 255
+
+
+def test_warm_mask_covers_the_target_and_is_feathered(script):
+    ir, _ = _pair()
+    m = script.warm_mask(ir)
+    assert m.shape == ir.shape and 0.0 <= m.min() and m.max() <= 1.0
+    assert m[44:52, 50:58].min() > 0.99  # the target itself
+    assert m[:20, :20].max() < 0.01  # far from it
+    assert 0.0 < m[30:66, 36:46].mean() < 1.0  # a soft edge, not a hard cut
+
+
+def test_candidates_keep_what_they_claim(script):
+    ir, vi = _pair()
+    fused = np.maximum(ir, vi) * 0.9
+    c = script.candidates(ir, vi, fused)
+    assert {"max", "gff", "visible", "visible + warm targets", "model", "model x 0.5 + max x 0.5"} <= set(c)
+    np.testing.assert_array_equal(c["visible"], vi)
+    np.testing.assert_allclose(c["model x 0.5 + max x 0.5"], 0.5 * fused + 0.5 * np.maximum(ir, vi))
+    score = {k: compute(script._minmax255(f), ir * 255, vi * 255, ["TCR"])["TCR"] for k, f in c.items()}
+    assert score["visible"] < 0.2 < 0.8 < score["visible + warm targets"]  # pasting puts the target back
+    assert "model" not in script.candidates(ir, vi)
