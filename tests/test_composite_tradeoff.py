@@ -46,4 +46,5 @@ def test_candidates_keep_what_they_claim(script):
     np.testing.assert_allclose(c["model x 0.5 + max x 0.5"], 0.5 * fused + 0.5 * np.maximum(ir, vi))
     score = {k: compute(script._minmax255(f), ir * 255, vi * 255, ["TCR"])["TCR"] for k, f in c.items()}
     assert score["visible"] < 0.2 < 0.8 < score["visible + warm targets"]  # pasting puts the target back
+    assert score["max + warm contrast"] > 0.8  # the target's local contrast restored
     assert "model" not in script.candidates(ir, vi)
