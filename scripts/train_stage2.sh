@@ -8,7 +8,8 @@
 #   Re-running the same command resumes. Environment: THREADS (default 1), GRAD_WEIGHT (the content
 #   anchor's gradient weight, default 2 as in the warmstart preset), SIGNED (true: the anchor's signed
 #   texture term), GAIN (the anchor's content_grad_gain, default 1), VIF, QABF, VIF_CAP (the anchor's
-#   metric terms: content_vif_weight, content_qabf_weight, content_vif_max_gain; default 0).
+#   metric terms: content_vif_weight, content_qabf_weight, content_vif_max_gain; default 0),
+#   ABLATION (default full; equivariant: Eq. 6's equivariant term alone, beside the anchor), A2 (its weight a2, default 0.1).
 #   SENSING_DIR may be a packaged pair's name (emma-sensing).
 set -euo pipefail
 DATA=${1:?data root}; RUN=${2:?run dir}; NAME=${3:?run name}; INIT=${4:?init weights}; SENSE=${5:?sensing run}
@@ -21,6 +22,8 @@ out = "$RUN/$NAME"
 init_weights = "$INIT"
 sensing = "$SENSE"
 skip_gate = true
+ablation = "${ABLATION:-full}"
+a2 = ${A2:-0.1}
 content_weight = $CW
 content_grad_weight = ${GRAD_WEIGHT:-2}
 content_signed = ${SIGNED:-false}

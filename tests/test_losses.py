@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emma_fusion.errors import EmmaError
-from emma_fusion.train.losses import ABLATIONS, EmmaLoss, gradient_l1, sobel_l1
+from emma_fusion.train.losses import ABLATIONS, EmmaLoss, content_loss, gradient_l1, sobel_l1
 from emma_fusion.nets import SensingUNet, UFuser
 from emma_fusion.train.transforms import Flip, Identity, Shift
 
@@ -97,6 +97,7 @@ def test_sensing_nets_are_frozen_but_pass_gradients():
     ("III", {"plain_ir", "plain_vi"}),
     ("IV", {"plain_ir", "plain_vi"}),
     ("content", {"content"}),
+    ("equivariant", {"equivariant"}),
 ])
 def test_ablation_terms(ablation, terms):
     loss = _loss(ablation) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
@@ -118,6 +119,15 @@ def test_ablation_I_ignores_transforms_and_equals_full_without_equivariance():
     full = _loss("full")(i, v, [Flip("h")])
     only = _loss("I")(i, v, [Flip("h")])
     assert torch.isclose(only.total, full.total - full.terms["equivariant"], atol=1e-6)
+
+
+def test_equivariant_ablation_is_eq6s_equivariant_term_plus_the_anchor():
+    i, v = _rand(2, 1, 8, 8, seed=13), _rand(2, 1, 8, 8, seed=14)
+    full = _loss("full")(i, v, [Flip("h")])
+    out = _loss("equivariant", content_weight=2.0)(i, v, [Flip("h")])
+    assert set(out.terms) == {"equivariant", "content"}
+    assert torch.isclose(out.terms["equivariant"], full.terms["equivariant"], atol=1e-6)
+    assert torch.isclose(out.total, full.terms["equivariant"] + 2.0 * content_loss(out.fused, i, v), atol=1e-5)
 
 
 def test_bad_ablation_and_missing_nets():

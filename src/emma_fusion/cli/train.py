@@ -129,7 +129,7 @@ def fusion_command(
     preset: PresetOpt = None,
     data: DataOpt = [],
     sensing: Optional[Path] = typer.Option(None, "--sensing", help="Stage-1 run folder (A_ir/A_vi weights and gate.json), or a packaged pair: emma-sensing."),
-    ablation: Optional[str] = typer.Option(None, "--ablation", help="full, I, II, III or IV (paper's Table 2), or content (the warm-start content loss alone)."),
+    ablation: Optional[str] = typer.Option(None, "--ablation", help="full, I, II, III or IV (paper's Table 2), content (the warm-start content loss alone), or equivariant (Eq. 6's equivariant term alone; use with --content-weight)."),
     init_weights: Optional[str] = typer.Option(None, "--init-weights", help="Warm-start the U-Fuser from these weights (a file, or a packaged model such as emma-default)."),
     content_weight: Optional[float] = typer.Option(None, "--content-weight", help="Add the content loss as an anchor term with this weight."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),

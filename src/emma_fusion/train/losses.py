@@ -17,7 +17,9 @@ with ``L(x, y) = l1(x, y) + l1(grad x, grad y)``, ``grad`` the normalised 3x3 So
 Besides the paper's loss, ``ablation="content"`` trains the U-Fuser with the cheap content loss
 :func:`content_loss` alone (no sensing nets, one fuser pass per sample): the warm start of the
 shipped model. With ``content_weight > 0`` the content loss is added to any other ablation as an
-anchor term (``terms["content"]``).
+anchor term (``terms["content"]``). ``ablation="equivariant"`` keeps only Eq. 6's equivariant term
+(``a2 L(f_t, F(A_i(f_t), A_v(f_t)))``): EMMA's prior on its own, meant beside that anchor (alone,
+a constant f minimises it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ ABLATION_TERMS: dict[str, tuple[str, ...]] = {
     "III": ("plain_ir", "plain_vi"),
     "IV": ("plain_ir", "plain_vi"),
     "content": ("content",),
+    "equivariant": ("equivariant",),
 }
 #: Ablations that apply the transform stack to the inputs as data augmentation.
 AUGMENTED_ABLATIONS = frozenset({"IV"})
