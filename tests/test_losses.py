@@ -97,10 +97,11 @@ def test_sensing_nets_are_frozen_but_pass_gradients():
     ("III", {"plain_ir", "plain_vi"}),
     ("IV", {"plain_ir", "plain_vi"}),
     ("content", {"content"}),
-    ("equivariant", {"equivariant"}),
+    ("equivariant", {"equivariant", "content"}),  # it needs the anchor
 ])
 def test_ablation_terms(ablation, terms):
-    loss = _loss(ablation) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
+    kw = {"content_weight": 1.0} if ablation == "equivariant" else {}
+    loss = _loss(ablation, **kw) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
     i, v = _rand(2, 1, 8, 8, seed=7), _rand(2, 1, 8, 8, seed=8)
     out = loss(i, v, [Identity(), Flip("h")])
     assert set(out.terms) == terms
@@ -137,13 +138,16 @@ def test_bad_ablation_and_missing_nets():
         EmmaLoss(_Avg(), ablation="full")  # needs A_i, A_v
     with pytest.raises(EmmaError):
         _loss("full")(_rand(1, 1, 8, 8), _rand(1, 1, 8, 8), [])  # needs a stack
+    with pytest.raises(EmmaError, match="needs a content anchor"):
+        _loss("equivariant")
     for ablation in ABLATIONS:  # every listed ablation builds and runs; sensing nets exactly where needed
-        loss = _loss(ablation) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
+        kw = {"content_weight": 1.0} if ablation == "equivariant" else {}
+        loss = _loss(ablation, **kw) if EmmaLoss.needs_sensing(ablation) else EmmaLoss(_Avg(), ablation=ablation)
         out = loss(_rand(1, 1, 8, 8), _rand(1, 1, 8, 8), [Identity()])
         assert torch.isfinite(out.total) and out.terms
         if EmmaLoss.needs_sensing(ablation):
             with pytest.raises(EmmaError, match="needs both pseudo-sensing nets"):
-                EmmaLoss(_Avg(), ablation=ablation)
+                EmmaLoss(_Avg(), ablation=ablation, **kw)
 
 
 def test_real_networks_grads_are_finite_and_reach_only_the_fuser():

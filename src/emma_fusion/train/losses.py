@@ -231,6 +231,9 @@ class EmmaLoss(nn.Module):
         if ablation not in ABLATIONS:
             raise EmmaError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
         content_weight = float(content_weight) or (1.0 if ablation == "content" else 0.0)
+        if ablation == "equivariant" and content_weight <= 0:
+            raise EmmaError("ablation 'equivariant' needs a content anchor (content_weight > 0): "
+                            "alone, a constant image minimises it")
         self.term_names = ABLATION_TERMS[ablation] + (("content",) if content_weight > 0 and ablation != "content" else ())
         if self.needs_sensing(ablation) and (sense_ir is None or sense_vi is None):
             raise EmmaError(f"ablation {ablation!r} needs both pseudo-sensing nets A_i and A_v")
