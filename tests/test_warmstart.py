@@ -308,7 +308,7 @@ def test_finetune_preset_is_the_shipped_models_last_recipe():
     assert (ft.batch, ft.data.crop, ft.data.hflip) == (ws.batch, ws.data.crop, ws.data.hflip) == (8, 96, True)
 
 
-def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys):
+def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys, caplog):
     """`emma train fusion --preset finetune --data DIR`: the metric terms run and the result loads."""
     from emma_fusion.cli import app
     from emma_fusion.weights import load_model, packaged_models
@@ -319,12 +319,14 @@ def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('preset = "finetune"\n[fusion]\nbatch = 1\nthreads = 1\nlog_every = 1\n'
                    'data = { crop = 48, min_contrast = 0.0 }\n')
-    val = _pairs(tmp_path / "val", n=1, h=56, w=64)
+    val = _pairs(tmp_path / "val", n=5, h=56, w=64)
+    caplog.set_level("INFO", logger="emma_fusion.train.fusion")
     try:
         app(["train", "fusion", "--config", str(cfg), "--data", str(root), "--out", str(tmp_path / "run"),
-             "--val", str(val), "--steps", "1", "--no-progress"], standalone_mode=False)
+             "--val", str(val), "--val-pairs", "0", "--steps", "1", "--no-progress"], standalone_mode=False)
     except SystemExit as e:
         assert e.code in (0, None)
+    assert "validation: 5 of the 5 pairs" in caplog.text  # --val-pairs 0: every pair, not the default 4
     rec = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"step"' in x]
     step = next(r for r in rec if r["type"] == "step")
     assert np.isfinite(step["loss"]) and step["loss"] > step["content"] - 1e-6
@@ -332,6 +334,17 @@ def test_finetune_preset_runs_from_the_shipped_model(tmp_path, capsys):
     assert "best by validation (VIF+Qabf+TCR)" in capsys.readouterr().out
     load_model(tmp_path / "run" / "ufuser.safetensors")
     load_model(tmp_path / "run" / "ufuser_best.safetensors")
+
+
+def test_validation_pairs_count(tmp_path):
+    from emma_fusion.train.fusion import _validation_pairs
+
+    val = _pairs(tmp_path / "val", n=6, h=24, w=32)
+    assert len(_validation_pairs(str(val), 0)) == 6  # 0: every pair
+    assert len(_validation_pairs(str(val), 2)) == 2
+    assert _validation_pairs("", 4) == []  # no folder, no validation
+    with pytest.raises(EmmaError, match="val_pairs must be >= 0"):
+        _validation_pairs(str(val), -1)
 
 
 def test_val_option_needs_ir_and_vi_folders(tmp_path, capsys):

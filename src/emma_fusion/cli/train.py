@@ -134,6 +134,7 @@ def fusion_command(
     content_weight: Optional[float] = typer.Option(None, "--content-weight", help="Add the content loss as an anchor term with this weight."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-in validation pairs (ir/, vi/), scored every monitor.val_every steps (else once an epoch); the best by monitor.select is kept as ufuser_best.safetensors."),
+    val_pairs: Optional[int] = typer.Option(None, "--val-pairs", min=0, help="How many of the --val pairs to score (monitor.val_pairs, default 4; 0: all of them). More pairs: a steadier choice of the best step, slower validation."),
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
@@ -160,7 +161,7 @@ def fusion_command(
                  "sensing": str(sensing) if sensing else None,
                  "init_weights": str(init_weights) if init_weights else None,
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None,
-                 "monitor.val_dir": str(val) if val else None}
+                 "monitor.val_dir": str(val) if val else None, "monitor.val_pairs": val_pairs}
     cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
     weights = _run(train_fusion, cfg, resume)
     typer.echo(f"U-Fuser weights -> {weights}")

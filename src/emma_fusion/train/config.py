@@ -99,7 +99,7 @@ class MonitorConfig:
     fused image, for A_i and A_v; below ``sense_min`` f encodes a source in a form only A decodes.
     ``patience`` consecutive violations stop the run when ``stop`` is true (otherwise warn).
     Validation (``val_dir``, every ``val_every`` steps, 0: once an epoch) scores the first
-    ``val_pairs`` pairs with ``val_metrics``; with ``select`` set (a sum of metric names such as
+    ``val_pairs`` pairs (0: every pair) with ``val_metrics``; with ``select`` set (a sum of metric names such as
     ``"VIF+Qabf+TCR"``), the U-Fuser with the best sum so far is kept as ``ufuser_best.safetensors``.
     The defaults are calibrated in docs/TRAINING.md (a striped run: hf_ratio 1.7-7.3, sense ratios
     down to 0.28; clean runs: hf_ratio 0.15-0.5, sense ratios 0.57-1.3).

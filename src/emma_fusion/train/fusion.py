@@ -200,16 +200,20 @@ class ArtefactMonitor:
 
 
 def _validation_pairs(folder: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The first ``n`` pairs of ``folder/ir`` + ``folder/vi``, read in the metrics' convention."""
-    if not folder or n <= 0:
+    """The first ``n`` pairs (0: all) of ``folder/ir`` + ``folder/vi``, read in the metrics' convention."""
+    if not folder:
         return []
+    if n < 0:
+        raise EmmaError(f"monitor.val_pairs must be >= 0 (0: every pair), got {n}")
     from ..io import pair_by_stem
     from ..metrics import read_metric_image
 
     pairs, _ = pair_by_stem(Path(folder) / "ir", Path(folder) / "vi")
     if not pairs:
         raise EmmaError(f"no validation pairs in {folder}/ir and {folder}/vi")
-    return [(read_metric_image(i), read_metric_image(v)) for _, i, v in pairs[:n]]
+    used = pairs[:n] if n else pairs
+    log.info("validation: %d of the %d pairs in %s (monitor.val_pairs; 0: all)", len(used), len(pairs), folder)
+    return [(read_metric_image(i), read_metric_image(v)) for _, i, v in used]
 
 
 def _sensing_paths(cfg: FusionConfig) -> tuple[str, str, Path | dict[str, Any] | None]:
