@@ -35,7 +35,7 @@ from PIL import Image
 
 from emma_fusion.methods.classical import GuidedFilterFusion
 from emma_fusion.methods.classical._filters import box_mean
-from emma_fusion.metrics import compute
+from emma_fusion.metrics import compute, local_contrast, warm_target_mask
 
 METRICS = ["SD", "VIF", "Qabf", "TCR"]
 
@@ -49,15 +49,9 @@ def _minmax255(x: np.ndarray) -> np.ndarray:
     return np.round((x - x.min()) / max(float(x.max() - x.min()), 1e-12) * 255)
 
 
-def _local(x: np.ndarray) -> np.ndarray:
-    """``x - boxmean31(x)`` (reflect borders), TCR's local contrast."""
-    return x - cv2.blur(x, (31, 31), borderType=cv2.BORDER_REFLECT)
-
-
 def warm_mask(ir: np.ndarray, widen: int = 15, sigma: float = 2.0) -> np.ndarray:
-    """Where TCR looks (top 2% of ``ir - boxmean31(ir)``), widened by ``widen`` px and feathered: [0, 1]."""
-    ci = _local(ir)
-    hard = (ci >= np.percentile(ci, 98)).astype(np.float64)
+    """Where TCR looks (:func:`emma_fusion.metrics.warm_target_mask`), widened by ``widen`` px and feathered: [0, 1]."""
+    hard = warm_target_mask(ir).astype(np.float64)
     return cv2.GaussianBlur(cv2.dilate(hard, np.ones((widen, widen))), (0, 0), sigma)
 
 
@@ -79,7 +73,7 @@ def candidates(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray | None = None) 
         "gff + warm detail": base + np.maximum(d_ir, detail),
         "visible": vi,
         "visible + warm targets": (1 - m) * vi + m * ir,
-        "max + warm contrast": top + warm_mask(ir, 7) * (_local(ir) - _local(top)),
+        "max + warm contrast": top + warm_mask(ir, 7) * (local_contrast(ir) - local_contrast(top)),
     }
     if fused is not None:
         out["model"] = fused

@@ -233,3 +233,18 @@ def test_quantize_fused_is_rounding_within_half_a_level(seed):
     assert q.min() == 0 and q.max() == 255 and np.all(q == np.round(q))
     assert np.all(np.abs(q - x.astype(np.float64) * 255) <= 0.5 + 1e-4)
     compute(q, q, q, ["EN"])  # accepted as a metric input
+
+
+def test_warm_target_mask_is_tcrs_mask():
+    """The public helpers are what TCR uses: a fused image that keeps ir's local contrast on the
+    mask scores 1, and the mask is the top 2% of that contrast."""
+    from emma_fusion.metrics import local_contrast, warm_target_mask
+
+    rng = np.random.default_rng(3)
+    ir = np.rint(np.clip(60 + rng.normal(0, 4, (80, 96)), 0, 255))
+    ir[30:42, 40:48] = 220  # a warm target
+    mask = warm_target_mask(ir)
+    assert mask.dtype == bool and 0.015 <= mask.mean() <= 0.03
+    assert mask[30:42, 40:48].mean() > 0.8  # mostly on the target
+    np.testing.assert_allclose(local_contrast(np.full((40, 40), 7.0)), 0.0, atol=1e-9)
+    assert compute(ir, ir, np.zeros_like(ir), ["TCR"])["TCR"] == pytest.approx(1.0)

@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from .core import compute
+from .core import compute, local_contrast, warm_target_mask
 from .dataset import dataset_mean, pair_folders, score_folder
 from .reading import quantize_fused, read_metric_image
 from .registry import (
@@ -40,6 +40,8 @@ __all__ = [
     "MetricInfo",
     "METRIC_INFO",
     "compute",
+    "local_contrast",
+    "warm_target_mask",
     "resolve_names",
     "read_metric_image",
     "quantize_fused",

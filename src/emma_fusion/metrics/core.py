@@ -27,12 +27,27 @@ from .fmi import fmi
 from .reading import as_metric_array
 from .registry import check_size, resolve_names
 
-__all__ = ["Triplet", "compute"]
+__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask"]
 
 log = logging.getLogger(__name__)
 
 _F64 = cv2.CV_64F
 _NAN = float("nan")
+
+
+def local_contrast(x: np.ndarray) -> np.ndarray:
+    """TCR's local contrast ``x - boxmean31(x)`` (31 x 31 box, half-sample symmetric border ``dcba|abcd``).
+
+    x: (H, W) float array (any range); returns the same shape.
+    """
+    return x - cv2.blur(x, (31, 31), borderType=cv2.BORDER_REFLECT)
+
+
+def warm_target_mask(ir: np.ndarray) -> np.ndarray:
+    """Where TCR looks: pixels whose infrared local contrast is in its top 2% (numpy's linear
+    percentile), (H, W) bool. ir: (H, W) float array (any range)."""
+    ci = local_contrast(ir)
+    return ci >= np.percentile(ci, 98)
 
 
 def _valid_sep_filter(img: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -531,11 +546,8 @@ class Triplet:
         border ``dcba|abcd``); mask = pixels with ``ci >= 98th percentile of ci`` (numpy's linear
         interpolation); ``TCR = mean(cf[mask]) / mean(ci[mask])``; NaN when ``mean(ci[mask]) <= 0``.
         """
-        def local(x: np.ndarray) -> np.ndarray:
-            return x - cv2.blur(x, (31, 31), borderType=cv2.BORDER_REFLECT)
-
-        ci, cf = local(self.a), local(self.f)
-        mask = ci >= np.percentile(ci, 98)
+        ci, cf = local_contrast(self.a), local_contrast(self.f)
+        mask = warm_target_mask(self.a)
         denom = float(ci[mask].mean())
         return float(cf[mask].mean()) / denom if denom > 0 else _NAN
 
