@@ -16,6 +16,8 @@
 #   VIF, QABF (content_vif_weight, content_qabf_weight: the scored metrics as loss terms),
 #   VIF_CAP (content_vif_max_gain: 1 stops the VIF term from paying for contrast stretching),
 #   VIF_VI (content_vif_visible_share: the visible image's share of the VIF term, default 0.5),
+#   SKY (content_sky_weight: keep the visible image's bright, flat sky where the infrared is locally colder),
+#   VAL_METRICS (monitor.val_metrics as a TOML list; default the preset's),
 #   SELECT (monitor.select, the validation sum that picks the kept step; default VIF+Qabf+TCR),
 #   VAL_ROADSCENE (N more held-in RoadScene validation pairs; default 0).
 set -euo pipefail
@@ -58,11 +60,12 @@ ${VIF:+content_vif_weight = $VIF}
 ${QABF:+content_qabf_weight = $QABF}
 ${VIF_CAP:+content_vif_max_gain = $VIF_CAP}
 ${VIF_VI:+content_vif_visible_share = $VIF_VI}
+${SKY:+content_sky_weight = $SKY}
 ${INIT:+init_weights = \"$INIT\"}
 ${LR:+optim = { lr = $LR \}}
 progress = false
 log_every = 10
-monitor = { val_dir = "$RUN/val", val_pairs = $VAL_N, val_every = ${VAL_EVERY:-500}${SELECT:+, select = \"$SELECT\"} }
+monitor = { val_dir = "$RUN/val", val_pairs = $VAL_N, val_every = ${VAL_EVERY:-500}${SELECT:+, select = \"$SELECT\"}${VAL_METRICS:+, val_metrics = $VAL_METRICS} }
 data = { sets = [
   { root = "$DATA/MSRS/train", weight = ${MSRS_WEIGHT:-14.0} },
   { root = "$DATA/RoadScene/train", weight = 1.0 },

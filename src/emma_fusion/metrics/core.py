@@ -27,7 +27,7 @@ from .fmi import fmi
 from .reading import as_metric_array
 from .registry import check_size, resolve_names
 
-__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask"]
+__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask", "sky_mask", "SKY_MIN_COVER"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,24 @@ def warm_target_mask(ir: np.ndarray) -> np.ndarray:
     percentile), (H, W) bool. ir: (H, W) float array (any range)."""
     ci = local_contrast(ir)
     return ci >= np.percentile(ci, 98)
+
+
+#: SKY is defined (not NaN) only where its mask covers at least this share of the image.
+SKY_MIN_COVER = 0.02
+
+
+def sky_mask(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """Where SKY looks: bright, flat visible background in front of which the infrared is locally colder.
+
+    ``vi >= 170``, the local standard deviation of ``vi`` over 15 x 15 below 8, and
+    ``local_contrast(ir) < 0`` (the infrared colder than its 31 x 31 surroundings: a clear sky behind
+    warm trees, never a warm target). ir, vi: (H, W) float arrays of gray levels 0..255; returns
+    (H, W) bool. The training term ``content_sky_weight`` uses the same mask
+    (:func:`emma_fusion.train.losses.sky_mask_torch`).
+    """
+    mean = cv2.blur(vi, (15, 15), borderType=cv2.BORDER_REFLECT)
+    var = cv2.blur(vi * vi, (15, 15), borderType=cv2.BORDER_REFLECT) - mean * mean
+    return (vi >= 170.0) & (var < 64.0) & (local_contrast(ir) < 0)
 
 
 def _valid_sep_filter(img: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -550,6 +568,19 @@ class Triplet:
         mask = warm_target_mask(self.a)
         denom = float(ci[mask].mean())
         return float(cf[mask].mean()) / denom if denom > 0 else _NAN
+
+    # ---------------------------------------------------------------- sky / bright background
+    def SKY(self) -> float:
+        """Sky (bright background) retention: ``mean(f[m]) / mean(b[m])`` over :func:`sky_mask`.
+
+        1 keeps the visible image's bright, flat background (a daytime sky) as bright as it is;
+        below 1 the infrared image's cold sky darkens it. NaN when the mask covers under
+        :data:`SKY_MIN_COVER` of the image (night scenes, no sky).
+        """
+        m = sky_mask(self.a, self.b)
+        if m.mean() < SKY_MIN_COVER:
+            return _NAN
+        return float(self.f[m].mean() / self.b[m].mean())
 
 
 def compute(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray,

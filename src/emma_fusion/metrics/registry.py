@@ -42,6 +42,7 @@ _INFO = [
     MetricInfo("FMI_gradient", True, (3, 3), "fast-FMI on the horizontal gradient, 3x3 windows"),
     MetricInfo("FMI_w", True, (3, 3), "fast-FMI on the one-level dmey DWT (PyWavelets, 'symmetric')"),
     MetricInfo("TCR", True, (1, 1), "target contrast retention: IR hot-spot (top 2%) local contrast kept in F"),
+    MetricInfo("SKY", True, (1, 1), "sky retention: F / VI brightness where VI is bright and flat and IR locally colder"),
     # alternative conventions (METRICS.md §3)
     MetricInfo("AG_vifb", True, (2, 2), "AG summed as usual but divided by (H-1)(W-1) (Tang, VIFB)", "AG"),
     MetricInfo("MI_bits", True, (1, 1), "MI in bits (Tang's toolbox, 256x256 histogram) = MI / ln 2", "MI"),

@@ -98,9 +98,11 @@ class MonitorConfig:
     ``sense_ratio``: MSE(A(f), source) over MSE(A(avg), source), avg = (i + v) / 2 an ordinary
     fused image, for A_i and A_v; below ``sense_min`` f encodes a source in a form only A decodes.
     ``patience`` consecutive violations stop the run when ``stop`` is true (otherwise warn).
-    Validation (``val_dir``, every ``val_every`` steps, 0: once an epoch) scores the first
-    ``val_pairs`` pairs (0: every pair) with ``val_metrics``; with ``select`` set (a sum of metric names such as
-    ``"VIF+Qabf+TCR"``), the U-Fuser with the best sum so far is kept as ``ufuser_best.safetensors``.
+    Validation (``val_dir``, or ``val_list``: a text file of ``IR VI`` path pairs, one per line;
+    every ``val_every`` steps, 0: once an epoch) scores the first
+    ``val_pairs`` pairs (0: every pair) with ``val_metrics``; the U-Fuser with the best sum of the
+    metrics named in ``select`` (e.g. ``"VIF+Qabf+TCR"``; empty: ``VIF+Qabf``) so far is kept as
+    ``ufuser_best.safetensors``.
     The defaults are calibrated in docs/TRAINING.md (a striped run: hf_ratio 1.7-7.3, sense ratios
     down to 0.28; clean runs: hf_ratio 0.15-0.5, sense ratios 0.57-1.3).
     """
@@ -112,6 +114,7 @@ class MonitorConfig:
     patience: int = 3
     stop: bool = True
     val_dir: str = ""
+    val_list: str = ""
     val_pairs: int = 4
     val_every: int = 0
     val_metrics: list[str] = field(default_factory=lambda: ["EN", "SF", "VIF", "Qabf", "SSIM"])
@@ -175,6 +178,7 @@ class FusionConfig(_RunFields):
     content_qabf_weight: float = 0.0
     content_vif_max_gain: float = 0.0
     content_vif_visible_share: float = 0.5
+    content_sky_weight: float = 0.0
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

@@ -24,9 +24,9 @@ from torch import nn
 from ..errors import EmmaError
 from ..nets import UFuser
 from ..weights import load_model, load_weights_into, packaged_models, save_weights
-from .config import FusionConfig
+from .config import FusionConfig, MonitorConfig
 from .data import PairedCrops
-from .loop import (Runtime, Stage, StopTraining, rank_indices, run_stage, setup_runtime, steps_per_epoch,
+from .loop import (Runtime, Stage, StopTraining, notes, rank_indices, run_stage, setup_runtime, steps_per_epoch,
                    total_steps)
 from .losses import EmmaLoss, content_loss
 from .metric_losses import VIF_MIN_SIZE
@@ -34,7 +34,7 @@ from .sensing import GATE_FILE, SENSING_FILES
 from .transforms import TransformSampler
 
 __all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "make_sampler", "check_gate",
-           "selection_score", "FUSER_FILE", "BEST_FILE"]
+           "selection_score", "effective_select", "FUSER_FILE", "BEST_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,13 @@ BEST_FILE = "ufuser_best.safetensors"
 
 
 #: Metrics that count in a selection sum only up to a ceiling: TCR 1 keeps the targets' contrast
-#: fully; more contrast than the infrared image has is not a better fusion.
-SELECT_CAPS = {"TCR": 1.0}
+#: fully; more contrast than the infrared image has is not a better fusion. SKY 1 keeps a bright
+#: sky as bright as the visible image; a brighter one is an overshoot, not a better fusion.
+SELECT_CAPS = {"TCR": 1.0, "SKY": 1.0}
 
 
 def selection_score(select: str, scores: dict[str, float]) -> float:
-    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``), TCR capped at 1; NaN counts as -inf."""
+    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``), TCR and SKY capped at 1; NaN counts as -inf."""
     total = 0.0
     for name in (n.strip() for n in select.split("+") if n.strip()):
         if name not in scores:
@@ -56,6 +57,20 @@ def selection_score(select: str, scores: dict[str, float]) -> float:
         v = min(scores[name], SELECT_CAPS.get(name, float("inf")))
         total += v if np.isfinite(v) else -float("inf")
     return total
+
+
+#: What keeps ``ufuser_best.safetensors`` when ``monitor.select`` is empty: the sum of these
+#: metrics (those of them among ``monitor.val_metrics``).
+DEFAULT_SELECT = ("VIF", "Qabf")
+
+
+def effective_select(monitor: MonitorConfig) -> str:
+    """``monitor.select``, else the sum of :data:`DEFAULT_SELECT` among ``monitor.val_metrics``
+    (else the first validation metric), so that ``--val`` always keeps a best checkpoint."""
+    if monitor.select:
+        return monitor.select
+    names = [n for n in DEFAULT_SELECT if n in monitor.val_metrics] or list(monitor.val_metrics[:1])
+    return "+".join(names)
 
 
 def hf_energy(x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +117,7 @@ class ArtefactMonitor:
         self.last_step = last_step  # validated too, so a run's end state can be the one kept
         self.batch = {k: v.to(rt.device) for k, v in batch.items()}
         self.streak = 0
-        self.val_pairs = _validation_pairs(self.cfg.val_dir, self.cfg.val_pairs)
+        self.val_pairs = _validation_pairs(self.cfg.val_dir, self.cfg.val_pairs, self.cfg.val_list)
         self.val_every = self.cfg.val_every or steps_per_epoch
         self.reference: dict[str, float] = {}
         self.best = -float("inf")
@@ -155,24 +170,29 @@ class ArtefactMonitor:
                 totals.setdefault(k, []).append(v)
         return {k: float(np.nanmean(v)) for k, v in totals.items()}
 
-    def keep_best(self, step: int, val: dict[str, float]) -> None:
-        """Save the U-Fuser as ``ufuser_best.safetensors`` when ``val`` beats the best so far."""
-        if not self.cfg.select:
-            return
-        score = selection_score(self.cfg.select, val)
+    def keep_best(self, step: int, val: dict[str, float]) -> bool:
+        """Save the U-Fuser as ``ufuser_best.safetensors`` when ``val`` beats the best so far (by
+        :func:`effective_select`); return whether it did."""
+        select = effective_select(self.cfg)
+        if not select:
+            return False
+        score = selection_score(select, val)
         val["select"] = score
-        if score > self.best:
-            self.best = score
-            meta = {"stage": "fusion", "step": str(step), "select": self.cfg.select, "score": f"{score:.6f}"}
-            save_weights(self.best_path, self.fuser, extra_metadata=meta)
-            log.info("step %d: best validation %s = %.4f -> %s", step, self.cfg.select, score, self.best_path)
+        if score <= self.best:
+            return False
+        self.best = score
+        meta = {"stage": "fusion", "step": str(step), "select": select, "score": f"{score:.6f}"}
+        save_weights(self.best_path, self.fuser, extra_metadata=meta)
+        log.info("step %d: best validation %s = %.4f -> %s", step, select, score, self.best_path)
+        return True
 
     def __call__(self, step: int) -> dict[str, Any] | None:
         val = None
         if self.val_pairs and (step % self.val_every == 0 or step == self.last_step) and self.rt.main:
             val = self.validate()
-            self.keep_best(step, val)
-            log.info("step %d: validation %s", step, val)
+            best = self.keep_best(step, val)
+            notes.info("step %d validation: %s%s", step, ", ".join(f"{k} {v:.4f}" for k, v in val.items()),
+                       f" (best {effective_select(self.cfg)} so far -> {self.best_path.name})" if best else "")
         if self.cfg.every <= 0 or step % self.cfg.every:
             return {"validation": val} if val else None
         rec: dict[str, Any] | None = None
@@ -199,18 +219,46 @@ class ArtefactMonitor:
         return rec
 
 
-def _validation_pairs(folder: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The first ``n`` pairs (0: all) of ``folder/ir`` + ``folder/vi``, read in the metrics' convention."""
-    if not folder:
+def _listed_pairs(path: str) -> list[tuple[str, Path, Path]]:
+    """The pairs of a list file: one ``IR VI`` pair of paths per line (``#`` comments, blank lines
+    skipped); relative paths are taken from the current working directory, as every config path."""
+    p = Path(path)
+    if not p.is_file():
+        raise EmmaError(f"no such validation list: {p}")
+    pairs = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise EmmaError(f"{p}:{n}: expected 'IR VI' (two paths), got {line!r}")
+        ir, vi = Path(parts[0]), Path(parts[1])
+        for f in (ir, vi):
+            if not f.is_file():
+                raise EmmaError(f"{p}:{n}: no such image file: {f}")
+        pairs.append((ir.stem, ir, vi))
+    return pairs
+
+
+def _validation_pairs(folder: str, n: int, listed: str = "") -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` pairs (0: all) of ``folder/ir`` + ``folder/vi``, or of the list file
+    ``listed`` (:func:`_listed_pairs`), read in the metrics' convention."""
+    if not (folder or listed):
         return []
+    if folder and listed:
+        raise EmmaError("monitor.val_dir and monitor.val_list are alternatives; give one")
     if n < 0:
         raise EmmaError(f"monitor.val_pairs must be >= 0 (0: every pair), got {n}")
     from ..io import pair_by_stem
     from ..metrics import read_metric_image
 
-    pairs, _ = pair_by_stem(Path(folder) / "ir", Path(folder) / "vi")
+    if listed:
+        pairs, folder = _listed_pairs(listed), listed
+    else:
+        pairs, _ = pair_by_stem(Path(folder) / "ir", Path(folder) / "vi")
     if not pairs:
-        raise EmmaError(f"no validation pairs in {folder}/ir and {folder}/vi")
+        raise EmmaError(f"no validation pairs in {folder}" + ("" if listed else f"/ir and {folder}/vi"))
     used = pairs[:n] if n else pairs
     log.info("validation: %d of the %d pairs in %s (monitor.val_pairs; 0: all)", len(used), len(pairs), folder)
     return [(read_metric_image(i), read_metric_image(v)) for _, i, v in used]
@@ -311,7 +359,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                                     base_weight=cfg.content_base_weight, base_size=cfg.content_base_size,
                                     polarity=cfg.content_polarity, vif_weight=cfg.content_vif_weight,
                                     qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain,
-                                    vif_visible_share=cfg.content_vif_visible_share))
+                                    vif_visible_share=cfg.content_vif_visible_share,
+                                    sky_weight=cfg.content_sky_weight))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
     spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
     fuser.to(rt.device)

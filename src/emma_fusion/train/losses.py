@@ -36,7 +36,7 @@ from ..errors import EmmaError
 from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -112,11 +112,48 @@ def _block_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(x, size, stride=size, ceil_mode=True, count_include_pad=False)
 
 
+def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over a ``size`` x ``size`` window (odd size, reflect border): (N, C, H, W) -> same shape."""
+    r = size // 2
+    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), size, stride=1)
+
+
+def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    """The SKY metric's mask (:func:`emma_fusion.metrics.sky_mask`) on tensors in [0, 1].
+
+    ``vi >= 170/255``, local std of ``vi`` over 15 x 15 below ``8/255``, and ``ir`` below its own
+    31 x 31 mean: a bright, flat visible background in front of which the infrared is locally
+    colder (a clear sky behind warm trees), never a warm target. ir, vi: (N, 1, H, W), H, W > 15;
+    returns a float (N, 1, H, W) mask of 0s and 1s.
+    """
+    mean = _box_mean(vi, 15)
+    var = _box_mean(vi * vi, 15) - mean * mean
+    m = (vi >= 170.0 / 255.0) & (var < (8.0 / 255.0) ** 2) & (ir < _box_mean(ir, 31))
+    return m.to(vi.dtype)
+
+
+def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+    """Keep the visible image where :func:`sky_mask_torch` holds (scalar; 0 where the mask is empty)::
+
+        sum(|f - v| m) / sum(m) + sum((|d_x f - d_x v| + |d_y f - d_y v|) m) / sum(m)
+
+    with unnormalised Sobel derivatives: the sky stays as bright and as smooth as the visible
+    image, without the infrared camera's cold tone and streaks. f, ir, vi: (N, 1, H, W) in [0, 1].
+    """
+    m = sky_mask_torch(ir, vi).detach()
+    area = m.sum()
+    if area < 1:
+        return f.sum() * 0.0
+    g = (spatial_gradient(f, mode="sobel", order=1, normalized=False)
+         - spatial_gradient(vi, mode="sobel", order=1, normalized=False)).abs().sum(dim=2)
+    return ((f - vi).abs() * m).sum() / area + (g * m).sum() / area
+
+
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
-    vif_visible_share: float = 0.5,
+    vif_visible_share: float = 0.5, sky_weight: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -156,6 +193,10 @@ def content_loss(
     ``vif_visible_share`` s in [0, 1] weights the two sources' VIF in that term as
     ``2 * ((1 - s) * VIF(i, f) + s * VIF(v, f))``: 0.5 (default) is the scored sum; above 0.5 asks
     for more of the visible image's structure (the half that low-contrast visible scenes lose).
+
+    ``sky_weight`` adds ``sky_weight * sky_term(f, ir, vi)`` (:func:`sky_term`): where the visible
+    image is bright and flat and the infrared locally colder (a daytime sky), f keeps the visible
+    image's brightness and smoothness instead of the max-gradient target's infrared streaks.
     """
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -183,6 +224,8 @@ def content_loss(
         loss = loss + vif_weight * (2.0 - vif.mean())
     if qabf_weight > 0:
         loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
+    if sky_weight > 0:
+        loss = loss + sky_weight * sky_term(f, ir, vi)
     return loss
 
 

@@ -1,0 +1,118 @@
+"""SKY (bright-background retention): the metric, its mask, the training term and the validation list."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emma_fusion.metrics import compute, sky_mask
+from emma_fusion.train.fusion import _validation_pairs, selection_score
+from emma_fusion.train.losses import content_loss, sky_mask_torch, sky_term
+
+
+def _daytime(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright flat visible sky over dark ground; the infrared sky is cold and streaked, with a
+    warm target on the ground. (H, W) = (96, 128), gray levels 0..255."""
+    rng = np.random.default_rng(seed)
+    vi = np.full((96, 128), 60.0)
+    vi[:48] = 220.0  # sky
+    ir = np.full((96, 128), 120.0)
+    ir[:48] = 40.0 + 6.0 * (np.arange(48) % 4 == 0)[:, None]  # cold sky with horizontal streaks
+    ir[60:80, 50:62] = 240.0  # warm target on the ground
+    vi = np.rint(np.clip(vi + rng.normal(0, 1.0, vi.shape), 0, 255))
+    return np.rint(ir), vi
+
+
+def test_mask_finds_the_sky_and_never_the_warm_target():
+    ir, vi = _daytime()
+    m = sky_mask(ir, vi)
+    assert m.dtype == bool
+    assert m[:40].mean() > 0.5  # the sky (its lower edge is near the warmer ground)
+    assert not m[48:].any()  # ground and warm target: the visible image is dark there
+    hot_vi = vi.copy()
+    hot_vi[60:80, 50:62] = 230.0  # a bright visible target that is warm: still not "sky"
+    assert not sky_mask(ir, hot_vi)[60:80, 50:62].any()
+
+
+def test_sky_retention_of_visible_dark_and_night():
+    ir, vi = _daytime()
+    assert compute(vi, ir, vi, ["SKY"])["SKY"] == pytest.approx(1.0)
+    darkened = np.rint(np.maximum(ir, vi * 0.5))
+    assert compute(darkened, ir, vi, ["SKY"])["SKY"] < 0.6
+    night_vi = np.full_like(vi, 20.0)  # no bright background: undefined, not 0
+    assert math.isnan(compute(night_vi, ir, night_vi, ["SKY"])["SKY"])
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), gain=st.floats(0.3, 1.0))
+def test_sky_retention_measures_the_gain(seed, gain):
+    ir, vi = _daytime(seed)
+    assert compute(np.rint(vi * gain), ir, vi, ["SKY"])["SKY"] == pytest.approx(gain, abs=3e-3)
+
+
+def test_torch_mask_equals_the_metric_mask():
+    ir, vi = _daytime(1)
+    mt = sky_mask_torch(torch.tensor(ir / 255, dtype=torch.float32)[None, None],
+                        torch.tensor(vi / 255, dtype=torch.float32)[None, None])[0, 0].numpy() > 0
+    inner = (slice(16, -16), slice(16, -16))  # the two differ only in how the border is mirrored
+    assert (mt[inner] == sky_mask(ir, vi)[inner]).mean() > 0.999
+
+
+def test_sky_term_is_zero_for_the_visible_image_and_pulls_a_dark_sky_up():
+    ir, vi = (torch.tensor(a / 255, dtype=torch.float32)[None, None] for a in _daytime())
+    assert sky_term(vi, ir, vi).item() == pytest.approx(0.0, abs=1e-6)
+    f = torch.maximum(ir, vi * 0.5).requires_grad_(True)
+    sky_term(f, ir, vi).backward()
+    assert f.grad[0, 0, 8:40].mean() < 0  # descent raises the sky
+    assert f.grad[0, 0, 60:80, 50:62].abs().max() == 0  # the warm target is left to the other terms
+    night = torch.full_like(vi, 0.1)
+    assert sky_term(night, ir, night).item() == 0.0  # empty mask: nothing added
+
+
+def test_content_loss_adds_the_sky_term_with_its_weight():
+    ir, vi = (torch.tensor(a / 255, dtype=torch.float32)[None, None] for a in _daytime())
+    f = torch.maximum(ir, vi * 0.5)
+    base = content_loss(f, ir, vi)
+    expected = (base + 3.0 * sky_term(f, ir, vi)).item()
+    assert content_loss(f, ir, vi, sky_weight=3.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_selection_caps_sky_at_one():
+    assert selection_score("VIF+SKY", {"VIF": 0.5, "SKY": 1.3}) == pytest.approx(1.5)
+    assert selection_score("VIF+SKY", {"VIF": 0.5, "SKY": 0.8}) == pytest.approx(1.3)
+
+
+def test_validation_list_file(tmp_path):
+    from PIL import Image
+
+    ir, vi = _daytime()
+    for name, a in (("a_ir.png", ir), ("a_vi.png", vi)):
+        Image.fromarray(a.astype(np.uint8)).save(tmp_path / name)
+    listed = tmp_path / "val.txt"
+    listed.write_text(f"# comment\n\n{tmp_path / 'a_ir.png'} {tmp_path / 'a_vi.png'}\n")
+    pairs = _validation_pairs("", 0, str(listed))
+    assert len(pairs) == 1 and pairs[0][0].shape == (96, 128)
+    listed.write_text(f"{tmp_path / 'a_ir.png'}\n")
+    with pytest.raises(Exception, match="expected 'IR VI'"):
+        _validation_pairs("", 0, str(listed))
+    listed.write_text(f"{tmp_path / 'a_ir.png'} {tmp_path / 'nope.png'}\n")
+    with pytest.raises(Exception, match="no such image file"):
+        _validation_pairs("", 0, str(listed))
+    with pytest.raises(Exception, match="alternatives"):
+        _validation_pairs(str(tmp_path), 0, str(listed))
+
+
+def test_shipped_recipe_config_loads():
+    from pathlib import Path
+
+    from emma_fusion.train.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config("fusion", root / "configs" / "emma-default.toml")
+    assert cfg.content_sky_weight > 0 and cfg.content_signed and cfg.init_weights == ""
+    assert cfg.monitor.val_list == "configs/val_pairs.txt" and "SKY" in cfg.monitor.select
+    lines = [ln for ln in (root / "configs" / "val_pairs.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert all("/test/" not in ln for ln in lines)  # validation never reads a test split
