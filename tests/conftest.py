@@ -25,3 +25,24 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared():
     return shared_path
+
+
+@pytest.fixture
+def avx2_only():
+    """Simulate a CPU without native bf16 (AVX2 only, no AVX-512/AMX) and no bf16 GPU, for one test."""
+    from emma_fusion import hardware as hw
+
+    previous = hw.set_hardware(hw.without_bf16(hw.hardware()))
+    yield hw.hardware()
+    hw.set_hardware(previous)
+
+
+@pytest.fixture
+def bf16_cpu():
+    """Skip the calling test where this CPU has no native bf16 convolutions (it would crash there)."""
+    from emma_fusion.hardware import hardware
+
+    hw = hardware()
+    if not hw.cpu_bf16:
+        pytest.skip(f"needs a CPU with native bf16 convolutions (AVX-512 or AVX-NE-CONVERT); this one: {hw.summary()}")
+    return hw

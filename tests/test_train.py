@@ -196,8 +196,11 @@ def test_cli_train_interrupt_exits_130_and_resume_says_where(tiny_data, tmp_path
     monkeypatch.setattr(sensing_mod, "Stage", original_stage)
     with pytest.raises(SystemExit) as e:
         main([*args, "--resume"])
-    assert e.value.code in (0, None)
-    assert "resuming sensing from step 1" in capsys.readouterr().err
+    passed = json.loads((tmp_path / "s" / "gate.json").read_text())["passed"]
+    assert e.value.code == (0 if passed else 1)  # a failed quality gate is a failed command
+    out = capsys.readouterr()
+    assert "resuming sensing from step 1" in out.err
+    assert f"quality gate: {'passed' if passed else 'FAILED'}" in out.out
 
 
 def test_resume_without_checkpoint_is_an_error(tiny_data, sensing_run, tmp_path):
@@ -343,7 +346,8 @@ root = "{root}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = lambda *a: subprocess.run([sys.executable, "-c", _CLI, *a], capture_output=True, text=True, env=env)
     r = run("train", "sensing", "--config", str(toml), "--threads", "1")
-    assert r.returncode == 0, r.stderr
+    passed = json.loads((tmp_path / "s" / "gate.json").read_text())["passed"]
+    assert r.returncode == (0 if passed else 1), r.stderr
     assert "quality gate" in r.stdout
     r = run("train", "fusion", "--config", str(toml), "--threads", "1", "--steps", "3")
     assert r.returncode == 0, r.stderr
@@ -477,4 +481,6 @@ data = {{ crop = 32, min_contrast = 0.0, sets = [{{ root = "{tmp_path / 'train'}
     recs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     vals = [r["validation"] for r in recs if "validation" in r]
     assert len(vals) == 3  # steps 0, 2 and 4
-    assert set(vals[0]) == {"EN", "VIF"} and all(np.isfinite(v["EN"]) and v["EN"] > 0 for v in vals)
+    assert set(vals[0]) == {"EN", "VIF", "select"} and all(np.isfinite(v["EN"]) and v["EN"] > 0 for v in vals)
+    assert all(v["select"] == v["VIF"] for v in vals)  # no monitor.select: the default sum, VIF+Qabf, has VIF here
+    assert (tmp_path / "run" / "ufuser_best.safetensors").is_file()

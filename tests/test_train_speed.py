@@ -12,7 +12,8 @@ from emma_fusion.nets import SensingUNet, UFuser
 from emma_fusion.train import preset
 from emma_fusion.train.fusion import make_sampler
 from emma_fusion.train.losses import EmmaLoss
-from emma_fusion.train.loop import auto_threads, resolve_amp
+from emma_fusion.hardware import resolve_amp
+from emma_fusion.train.loop import auto_threads
 
 
 @given(st.integers(1, 64), st.floats(0.0, 200.0))
@@ -29,11 +30,22 @@ def test_auto_threads_examples():
 
 
 def test_resolve_amp():
+    from emma_fusion.hardware import hardware
+
     cpu = torch.device("cpu")
-    assert resolve_amp("none", cpu) == "none" and resolve_amp("bf16", cpu) == "bf16"
-    assert resolve_amp("auto", cpu) in ("none", "bf16")
+    native = "bf16" if hardware().cpu_bf16 else "none"
+    assert resolve_amp("none", cpu) == "none" and resolve_amp("bf16", cpu) == native
+    assert resolve_amp("auto", cpu) == native
     with pytest.raises(EmmaError, match="amp must be"):
         resolve_amp("fp8", cpu)
+
+
+def test_amp_bf16_without_native_bf16_trains_in_fp32_with_one_warning(avx2_only, caplog):
+    cpu = torch.device("cpu")
+    with caplog.at_level("WARNING", logger="emma_fusion.hardware"):
+        assert resolve_amp("bf16", cpu) == "none" and resolve_amp("auto", cpu) == "none"
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "--amp bf16" in lines[0] and "fp32" in lines[0]
 
 
 def _grads(fmt: torch.memory_format) -> tuple[float, torch.Tensor]:

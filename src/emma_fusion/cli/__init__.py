@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import warnings
 
@@ -30,9 +31,47 @@ app = typer.Typer(
 )
 
 
+class _Format(logging.Formatter):
+    """``warning: message`` for a user; ``LEVEL logger: message`` with ``-v``."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s: %(message)s")
+        self.verbose = verbose
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = super().formatMessage(record)
+        return text if self.verbose else text[0].lower() + text[1:]
+
+
+def _show_flags_as_typed() -> None:
+    """Help's type column as a user types an option: nothing after a flag (``--overwrite``, not
+    ``--overwrite <bool>``), the item type of a repeatable one (``<str> (repeatable)``, not ``<list[str]>``)."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_emma", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if self.is_flag:
+            return None
+        text = shown(self, ctx)
+        if self.multiple and text:
+            text = re.sub(r"list\[(.*)\]", r"\1", text) + " (repeatable)"
+        return text
+
+    display_type_rich._emma = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_show_flags_as_typed()
+
+
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Format(verbose))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     if not verbose:  # Pillow's notes on damaged files ("Corrupt EXIF data"); the read error says what matters
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
@@ -51,9 +90,18 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # only outside a command (each command reports its own interrupts)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except (OSError, RuntimeError, ValueError, MemoryError) as e:
+    except Exception as e:  # noqa: BLE001  (anything unforeseen: one line, not a traceback)
         if logging.getLogger().isEnabledFor(logging.INFO):
             raise
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"error: {type(e).__name__}: {msg} (run with -v for details)", file=sys.stderr)
+        print(f"error: {describe_failure(e)} (run with -v for details)", file=sys.stderr)
         sys.exit(1)
+
+
+def describe_failure(e: BaseException) -> str:
+    """An unexpected exception in words: its message's first line, or what kind of failure it was."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, MemoryError):
+        return f"out of memory{': ' + first if first else ''}; try a smaller --tile or fewer --threads/--streams"
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
+    return first or "unexpected failure without a message"

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import tomllib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
@@ -13,7 +17,7 @@ from ..errors import EmmaError
 _HELP_DATA = "Data set: a folder with ir/ and vi/ (repeatable); append @W for a per-pair sampling weight."
 
 # Options shared by both stages.
-PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper, cpu, warmstart, or finetune (the shipped model's last recipe, from emma-default) (default: the file's, else paper).")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="Base preset: paper, cpu, warmstart, or finetune (the shipped model's last recipe, from emma-default) (default: the file's, else cpu without a CUDA GPU and paper with one).")]
 DataOpt = Annotated[list[str], typer.Option("--data", help=_HELP_DATA)]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
@@ -24,7 +28,7 @@ BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Crops per step
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")]
 CropOpt = Annotated[Optional[int], typer.Option("--crop", help="Crop side (multiple of 16).")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (0: torch's default).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: the idle cores; recorded in the run, and --resume reuses them).")]
 CheckpointEveryOpt = Annotated[Optional[int], typer.Option("--checkpoint-every", help="Steps between checkpoints.")]
 MaxSecondsOpt = Annotated[Optional[float], typer.Option("--max-seconds", help="Stop (and save) after this many seconds of training.")]
 NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
@@ -44,12 +48,36 @@ def _parse_sets(data: list[str], fused: list[str]) -> list[Any]:
     return sets
 
 
+def _file_preset(config: Path) -> Optional[str]:
+    """The ``preset`` a TOML config file names (None when it names none or cannot be read)."""
+    try:
+        return tomllib.loads(config.read_text()).get("preset")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # load_config reports the problem
+
+
+def _default_preset(device: Optional[str]) -> Optional[str]:
+    """``cpu`` (said in one line) where training runs on the CPU: ``--device cpu``, or no CUDA device;
+    None (the paper's GPU preset) otherwise."""
+    from ..hardware import hardware
+
+    if device and device != "cpu" and device != "auto":
+        return None
+    if device != "cpu" and hardware().cuda:
+        return None
+    why = "--device cpu" if device == "cpu" else "no CUDA GPU here"
+    typer.echo(f"{why}: using the cpu preset (--preset paper for the paper's GPU settings)", err=True)
+    return "cpu"
+
+
 def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], out: Optional[Path],
                     resume: bool, overrides: dict[str, Any], data: list[str], fused: list[str]):
     from ..train import apply_overrides, load_config
 
     if resume and config is None and out is not None and (out / "config.toml").is_file():
         config = out / "config.toml"  # a resumed run keeps its own configuration
+    elif preset is None and (config is None or _file_preset(config) is None):
+        preset = _default_preset(overrides.get("device"))
     cfg = load_config(stage, config, preset)
     if out is not None:
         overrides["out"] = str(out)
@@ -74,12 +102,36 @@ def _announce_resume(cfg: Any, resume: bool) -> None:
         typer.echo(f"resuming {cfg.stage} from step {checkpoint_step(ckpt)} ({ckpt})", err=True)
 
 
+@contextmanager
+def _print_notes() -> Iterator[None]:
+    """Show the trainer's one-line notes (threads, each validation) on stderr, without ``-v`` too."""
+    from tqdm import tqdm
+
+    from ..train.loop import notes
+
+    class _Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stderr)  # above a progress bar, not through it
+
+    handler = _Echo()
+    saved = notes.level, notes.propagate
+    notes.addHandler(handler)
+    notes.setLevel(logging.INFO)
+    notes.propagate = False  # once, also with -v
+    try:
+        yield
+    finally:
+        notes.removeHandler(handler)
+        notes.setLevel(saved[0])
+        notes.propagate = saved[1]
+
+
 def _run(train: Any, cfg: Any, resume: bool) -> Any:
     """Run a training function; Ctrl-C or SIGTERM saves a checkpoint and exits with code 130."""
     from .common import exit_on_interrupt
 
     _announce_resume(cfg, resume)
-    with exit_on_interrupt("before training started; nothing new saved"):
+    with exit_on_interrupt("before training started; nothing new saved"), _print_notes():
         return train(cfg, resume=resume)
 
 
@@ -121,6 +173,8 @@ def sensing_command(
             typer.echo(f"A_{m}: held-out MSE {g['mse_sense']:.5f} vs identity {g['mse_identity']:.5f} "
                        f"(ratio {g['ratio']:.3f}, gate {gate['ratio_max']})")
     typer.echo(f"quality gate: {'passed' if gate.get('passed') else 'FAILED'} -> {run}")
+    if not gate.get("passed"):
+        raise typer.Exit(1)  # the nets are saved, but stage 2 refuses them without --skip-gate
 
 
 def fusion_command(
@@ -133,7 +187,7 @@ def fusion_command(
     init_weights: Optional[str] = typer.Option(None, "--init-weights", help="Warm-start the U-Fuser from these weights (a file, or a packaged model such as emma-default)."),
     content_weight: Optional[float] = typer.Option(None, "--content-weight", help="Add the content loss as an anchor term with this weight."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Held-in validation pairs (ir/, vi/), scored every monitor.val_every steps (else once an epoch); the best by monitor.select is kept as ufuser_best.safetensors."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-in validation pairs (ir/, vi/), scored every monitor.val_every steps (else once an epoch); the best by monitor.select (default VIF+Qabf) is kept as ufuser_best.safetensors; one line per validation."),
     val_pairs: Optional[int] = typer.Option(None, "--val-pairs", min=0, help="How many of the --val pairs to score (monitor.val_pairs, default 4; 0: all of them). More pairs: a steadier choice of the best step, slower validation."),
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
@@ -152,7 +206,7 @@ def fusion_command(
 ) -> None:
     """Stage 2: train the U-Fuser with frozen A_i, A_v and the equivariant loss (Eq. 6)."""
     from ..train import train_fusion
-    from ..train.fusion import BEST_FILE
+    from ..train.fusion import BEST_FILE, effective_select
 
     overrides = {"device": device, "amp": amp, "steps": steps, "epochs": epochs, "batch": batch, "optim.lr": lr,
                  "data.crop": crop, "transforms.per_step": per_step, "seed": seed, "threads": threads,
@@ -167,7 +221,7 @@ def fusion_command(
     typer.echo(f"U-Fuser weights -> {weights}")
     best = Path(weights).parent / BEST_FILE
     if cfg.monitor.val_dir and best.is_file():
-        typer.echo(f"best by validation ({cfg.monitor.select or 'no select'}) -> {best}")
+        typer.echo(f"best by validation ({effective_select(cfg.monitor)}) -> {best}")
 
 
 def register(app: typer.Typer) -> None:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import EmmaError
+from ..hardware import hardware
 from ..nets.ufuser import RestormerCNNBlock, UFuser
 
 __all__ = ["optimize_for_inference", "FastUFuser", "FoldedUFuser", "fold_weights", "fold_qkv", "fold_ffn_in"]
@@ -419,7 +420,8 @@ def optimize_for_inference(
     Args:
         model: a :class:`UFuser` (its weights are copied: later changes to it are not seen).
         dtype: ``torch.float32`` (default; max abs difference to ``model`` around 1e-7),
-            ``torch.bfloat16`` (faster on CPUs with AVX-512 BF16 / AMX; differences around 1e-3),
+            ``torch.bfloat16`` (faster on CPUs with AVX-512 BF16 / AMX; differences around 1e-3;
+            an :class:`EmmaError` on a CPU without native bf16, see :mod:`emma_fusion.hardware`),
             or, off the CPU only, ``torch.float16``.
         channels_last: on the CPU, use the :class:`FastUFuser` (else only fold the weights and run
             the plain layers, NCHW).
@@ -436,6 +438,9 @@ def optimize_for_inference(
     allowed = _DTYPES if on_cpu else (*_DTYPES, torch.float16)
     if dtype not in allowed:
         raise EmmaError(f"unsupported dtype {dtype} here; use one of {', '.join(str(d) for d in allowed)}")
+    if on_cpu and dtype == torch.bfloat16 and not hardware().cpu_bf16:
+        raise EmmaError(f"bfloat16 needs a CPU with native bf16 convolutions (AVX-512 or AVX-NE-CONVERT); "
+                        f"this one ({hardware().cpu_isa}) has none: use torch.float32")
     if on_cpu and channels_last:
         fast: nn.Module = FastUFuser(model, dtype=dtype).eval()
     else:

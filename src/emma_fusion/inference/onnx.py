@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import EmmaError
+from ..hardware import hardware
 from ..io import atomic_write
 from ..nets import UFuser
 from .fast import fold_weights
@@ -99,6 +100,9 @@ class OnnxFuser:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             opts.intra_op_num_threads = threads
+        providers = hardware().onnx_providers
+        if "CPUExecutionProvider" not in providers:
+            raise EmmaError(f"this onnxruntime has no CPU provider (only {', '.join(providers) or 'none'}); use --backend torch")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for bad files

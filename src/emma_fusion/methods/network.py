@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import EmmaError
+from ..hardware import inference_precision
 from ..inference import NetworkRunner, OnnxFuser, export_onnx, optimize_for_inference
 from ..nets import UFuser
 from ..weights import load_model
@@ -17,13 +19,20 @@ from .base import register_method
 
 __all__ = ["EmmaNetwork"]
 
+log = logging.getLogger(__name__)
+
 _PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _torch_net(model: nn.Module, precision: str, fast: bool) -> nn.Module:
-    """The module that runs ``model``: the exact fast path for a U-Fuser, else ``model`` itself."""
-    if precision not in _PRECISIONS:
-        raise EmmaError(f"unknown precision {precision!r}; use fp32, bf16 or fp16 (fp16: GPU only)")
+def _torch_net(model: nn.Module, precision: str, fast: bool, device: str) -> nn.Module:
+    """The module that runs ``model``: the exact fast path for a U-Fuser, else ``model`` itself.
+
+    A precision ``device`` cannot run (bf16 without native support) falls back to fp32 with one
+    warning (:func:`~emma_fusion.hardware.inference_precision`).
+    """
+    precision, note = inference_precision(precision, device)
+    if note:
+        log.warning("%s", note)
     if isinstance(model, UFuser) and (fast or precision != "fp32"):
         return optimize_for_inference(model, dtype=_PRECISIONS[precision])
     return model
@@ -53,8 +62,8 @@ class EmmaNetwork:
         device: ``"cpu"`` or ``"cuda"``.
         tile, overlap: tiling of large images (see :class:`~emma_fusion.inference.runner.NetworkRunner`).
         threads: torch (or onnxruntime) intra-op threads; ``None`` leaves the default.
-        precision: ``fp32`` (exact), ``bf16`` (faster on CPUs with AVX-512 BF16; outputs differ by
-            about 1e-3), ``fp16`` (GPU only).
+        precision: ``fp32`` (exact), ``bf16`` (faster on CPUs with AVX-512 BF16 or AMX; outputs differ
+            by about 1e-3; where the device has no native bf16, fp32 with one warning), ``fp16`` (GPU only).
         backend: ``torch`` or ``onnxruntime`` (needs the ``onnx`` extra; CPU).
         fast: use the folded, fused-kernel inference path (same outputs to ~1e-7); ``False`` runs
             the layers as written.
@@ -84,7 +93,7 @@ class EmmaNetwork:
         if backend == "torch":
             if onnx_file:
                 raise EmmaError("an .onnx file needs --backend onnxruntime")
-            net = _torch_net(model.eval().to(device), precision, fast)
+            net = _torch_net(model.eval().to(device), precision, fast, device)
         elif backend == "onnxruntime":
             if device != "cpu" or precision != "fp32":
                 raise EmmaError("the onnxruntime backend runs fp32 on the CPU")

@@ -14,6 +14,7 @@ the stream. Only rank 0 writes logs and checkpoints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +34,17 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import EmmaError, Interrupted
+from ..hardware import resolve_amp
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import StageConfig, save_config
 
 __all__ = ["Runtime", "Stage", "StopTraining", "TrainingInterrupted", "setup_runtime", "run_stage", "steps_per_epoch", "JsonlLog"]
 
 log = logging.getLogger(__name__)
+
+#: One-line notes a user should see without ``-v`` (threads, validation scores); ``emma train``
+#: prints them on stderr, a library caller sees them as ordinary INFO records.
+notes = logging.getLogger("emma_fusion.train.notes")
 
 
 class StopTraining(EmmaError):
@@ -90,6 +97,7 @@ class Runtime:
     world: int = 1
     amp: str = "none"
     channels_last: bool = False
+    threads: int = 1
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -115,28 +123,6 @@ class Runtime:
             dist.barrier()
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512-BF16 or AMX), as oneDNN reports it."""
-    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    if probe is not None:
-        return bool(probe())
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` where the device computes bf16 natively, else ``"none"``."""
-    if amp not in ("none", "bf16", "auto"):
-        raise EmmaError(f"amp must be 'none', 'bf16' or 'auto', not {amp!r}")
-    if amp != "auto":
-        return amp
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
-    return "bf16" if native else "none"
-
-
 def auto_threads(cores: int | None = None, load: float | None = None) -> int:
     """Torch threads for a training process: the cores that other processes leave idle, at least 1.
 
@@ -152,13 +138,21 @@ def auto_threads(cores: int | None = None, load: float | None = None) -> int:
 def setup_runtime(cfg: StageConfig) -> Runtime:
     """Pick the device and threads, and join the torchrun process group when ``WORLD_SIZE > 1``.
 
-    ``threads = 0`` picks :func:`auto_threads` (divided among the ranks on one machine);
+    ``threads = 0`` reuses the thread count of the run in ``cfg.out`` when there is one (a resumed
+    run then computes exactly what an uninterrupted one would: float sums depend on the thread
+    count), else picks :func:`auto_threads` (divided among the ranks on one machine);
     ``amp = "auto"`` is resolved by :func:`resolve_amp`.
     """
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    threads = cfg.threads if cfg.threads > 0 else max(1, auto_threads() // max(1, local_world))
+    recorded = recorded_threads(Path(cfg.out), cfg.stage)
+    if cfg.threads > 0:
+        threads, how = cfg.threads, "as set"
+    elif recorded:
+        threads, how = recorded, "as the run being resumed"
+    else:
+        threads, how = max(1, auto_threads() // max(1, local_world)), "auto: idle cores; --threads N to fix"
     torch.set_num_threads(threads)
-    log.info("torch threads: %d%s", threads, "" if cfg.threads > 0 else " (auto: idle cores)")
+    notes.info("%s: %d torch thread%s (%s)", cfg.stage, threads, "" if threads == 1 else "s", how)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -180,7 +174,18 @@ def setup_runtime(cfg: StageConfig) -> Runtime:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Runtime(device=device, rank=rank, local_rank=local_rank, world=world, amp=amp,
-                   channels_last=cfg.channels_last)
+                   channels_last=cfg.channels_last, threads=threads)
+
+
+def recorded_threads(out: Path, stage: str) -> int:
+    """The torch threads of the run whose latest checkpoint is in ``out`` (0: no such run or record)."""
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        return 0
+    try:
+        return int(tomllib.loads((ckpt / "config.toml").read_text()).get(stage, {}).get("threads", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
 
 
 def steps_per_epoch(n_inputs: int, crops_per_image: int, batch: int, world: int) -> int:
@@ -294,6 +299,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
         stage.load_extra_state(ck.state.get("extra", {}))
         start = ck.step
         log.info("resumed %s from %s (step %d of %d)", stage.name, ckpt_dir, start, total)
+    cfg = dataclasses.replace(cfg, threads=rt.threads)  # the run's record: a resume reuses its threads
     if rt.main:
         save_config(cfg, out / "config.toml")
     objective = stage.objective
@@ -306,7 +312,9 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     jlog = JsonlLog(out / "log.jsonl", rt.main, start if ckpt_dir is not None else None)
     if rt.main and start == 0:
         jlog.write({"type": "start", "step": 0, "stage": stage.name, "total_steps": total,
-                    "steps_per_epoch": spe, "world": rt.world, "device": str(rt.device)})
+                    "steps_per_epoch": spe, "world": rt.world, "device": str(rt.device), "threads": rt.threads})
+    elif rt.main:
+        jlog.write({"type": "resume", "step": start, "threads": rt.threads})
 
     def save(step: int) -> None:
         if rt.main:
