@@ -46,3 +46,16 @@ def bf16_cpu():
     if not hw.cpu_bf16:
         pytest.skip(f"needs a CPU with native bf16 convolutions (AVX-512 or AVX-NE-CONVERT); this one: {hw.summary()}")
     return hw
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """One small pair of image files: ``tmp_path/in/ir/a.png`` (gray) and ``tmp_path/in/vi/a.png`` (RGB)."""
+    import numpy as np
+
+    from emma_fusion.io import write_image
+
+    rng = np.random.default_rng(0)
+    ir = write_image(tmp_path / "in" / "ir" / "a.png", rng.random((37, 53), dtype=np.float32))
+    vi = write_image(tmp_path / "in" / "vi" / "a.png", rng.random((37, 53, 3), dtype=np.float32))
+    return ir, vi

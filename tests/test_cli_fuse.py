@@ -21,14 +21,6 @@ def weights(tmp_path_factory):
     return save_weights(tmp_path_factory.mktemp("w") / "ufuser.safetensors", UFuser())
 
 
-@pytest.fixture
-def pair(tmp_path):
-    rng = np.random.default_rng(0)
-    ir = write_image(tmp_path / "in" / "ir" / "a.png", rng.random((37, 53), dtype=np.float32))
-    vi = write_image(tmp_path / "in" / "vi" / "a.png", rng.random((37, 53, 3), dtype=np.float32))
-    return ir, vi
-
-
 def run(capsys, *args):
     with pytest.raises(SystemExit) as e:
         main(list(map(str, args)))

@@ -120,12 +120,18 @@ def test_fast_is_a_snapshot(model):
     assert torch.equal(fast(ir, vi), before)
 
 
-def test_bf16_close(model):
+def test_bf16_close(model, bf16_cpu):
     ir, vi = _pair(1, 64, 80, seed=5)
     out = optimize_for_inference(model, dtype=torch.bfloat16)(ir, vi)
     diff = (out - _plain(model, ir, vi)).abs()
     assert out.dtype == torch.float32
     assert diff.max().item() < 3e-2 and diff.mean().item() < 5e-3
+
+
+def test_bf16_without_native_support_is_a_one_line_error(model, avx2_only):
+    """On an AVX2-only CPU oneDNN's bf16 convolutions raise a RuntimeError; the fast path says so first."""
+    with pytest.raises(EmmaError, match="bfloat16 needs a CPU with native bf16.*AVX2.*float32"):
+        optimize_for_inference(model, dtype=torch.bfloat16)
 
 
 def test_bad_arguments(model):

@@ -16,8 +16,8 @@ from emma_fusion.bench.code import imported_modules
 #: Top-level modules and sub-packages of ``emma_fusion``, lowest layer first. Sub-packages of one
 #: layer do not import each other (``train`` does not import ``api``).
 LAYERS = (
-    ("errors",),
-    ("io", "concurrency"),
+    ("errors", "choices", "progress"),
+    ("io", "concurrency", "hardware"),
     ("core", "nets"),
     ("weights", "metrics"),
     ("inference",),

@@ -13,8 +13,23 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import fuse, fuse_files, fuse_folder
+from typing import TYPE_CHECKING
+
 from .errors import EmmaError
-from .weights import load_model
+
+if TYPE_CHECKING:
+    from .api import fuse, fuse_files, fuse_folder
+    from .weights import load_model
 
 __all__ = ["__version__", "fuse", "fuse_files", "fuse_folder", "load_model", "EmmaError"]
+
+_LAZY = {"fuse": "api", "fuse_files": "api", "fuse_folder": "api", "load_model": "weights"}
+
+
+def __getattr__(name: str):
+    """Import torch and the API on first use, so that ``emma --help`` and light imports start fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

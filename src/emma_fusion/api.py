@@ -10,26 +10,24 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from .choices import Color, ColorSource, Normalize
 from .concurrency import thread_streams
-from .core import Normalize, fuse_luma, normalize_output
-from .errors import EmmaError, Interrupted
+from .core import fuse_luma, normalize_output
+from .errors import EmmaError, Interrupted, describe_failure
 from .io import (IMAGE_SUFFIXES, ImageLike, check_not_input, ensure_writable_dir, is_pseudo_color, pair_by_stem,
                  read_image, rgb_to_ycbcr, same_file, to_array, to_gray, write_image, ycbcr_to_rgb)
 from .methods.base import FusionMethod, get_method
+from .progress import progress_bar
 
 __all__ = ["fuse", "fuse_files", "fuse_folder", "resolve_method", "FolderReport", "normalize_output", "check_output_path"]
 
 log = logging.getLogger(__name__)
 
-Color = Literal["ycbcr", "gray"]
-ColorSource = Literal["auto", "vi", "ir", "none"]
 
 
 def resolve_method(
@@ -135,14 +133,18 @@ def check_output_path(out: str | os.PathLike, inputs, bits: int = 8) -> Path:
     return out
 
 
-def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, bits: int = 8, **kwargs) -> Path:
+def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathLike, bits: int = 8, *,
+               overwrite: bool = False, **kwargs) -> Path:
     """Fuse two image files and write the result to ``out`` atomically; returns ``out``.
 
-    The inputs are read and ``out`` checked (image suffix, writable folder, not one of the inputs)
-    before the method runs, so a bad path fails fast and an input is never replaced.
+    The inputs are read and ``out`` checked (image suffix, writable folder, not one of the inputs,
+    and, unless ``overwrite``, not an existing file) before the method runs, so a bad path fails
+    fast and neither an input nor an earlier result is replaced by accident.
     """
     ir_a, vi_a = read_image(ir), read_image(vi)
     out = check_output_path(out, (ir, vi), bits)
+    if out.exists() and not overwrite:
+        raise EmmaError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
     fused = fuse(ir_a, vi_a, key=Path(ir).stem, **kwargs)
     return write_image(out, fused, bits=bits)
 
@@ -215,7 +217,7 @@ def fuse_folder(
     style = dict(model=fm, bits=bits, color=color, color_source=color_source, normalize=normalize)
     interrupted = False
     with thread_streams(streams) as pool:
-        jobs = [pool.submit(fuse_files, ir, vi, out, **style) for _, ir, vi, out in todo]
+        jobs = [pool.submit(fuse_files, ir, vi, out, overwrite=True, **style) for _, ir, vi, out in todo]
         try:
             _collect(todo, jobs, report, progress)
         except KeyboardInterrupt:
@@ -241,13 +243,13 @@ def _record(stem: str, job, report: FolderReport) -> None:
     try:
         report.written.append(job.result())
     except (EmmaError, OSError, ValueError, RuntimeError, MemoryError) as e:
-        report.failed[stem] = str(e) if isinstance(e, EmmaError) else f"{type(e).__name__}: {e}"
+        report.failed[stem] = str(e) if isinstance(e, EmmaError) else describe_failure(e)
         log.info("%s: %s", stem, e)
 
 
 def _collect(todo, jobs, report: FolderReport, progress: bool) -> None:
     """Wait for the pairs in order, recording each, with a progress bar."""
-    with tqdm(total=len(jobs), desc="fusing", unit="pair", disable=not progress) as bar:
+    with progress_bar(total=len(jobs), enabled=progress, desc="fusing", unit="pair") as bar:
         for (stem, *_), job in zip(todo, jobs):
             _record(stem, job, report)
             bar.update()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
-from tqdm import tqdm
+from .progress import progress_bar
 
 __all__ = ["sigint_deferred", "thread_streams", "map_processes"]
 
@@ -96,13 +96,13 @@ def map_processes(
         processes: worker processes; 0 runs the items here, one after another (no ``initializer``).
         initializer, initargs: run once in each worker process before its first item.
         start_method: how workers start (``"spawn"``: a fresh interpreter); None: the platform default.
-        progress, desc, unit, leave: the tqdm bar on stderr (shown only with ``progress``).
+        progress, desc, unit, leave: the tqdm bar on stderr (shown only with ``progress``, on a terminal).
 
     On an error or Ctrl-C (raised by ``on_done`` or while waiting), items not yet started are
     cancelled and running ones are waited for, with further Ctrl-C ignored meanwhile, so no worker
     outlives the call; the exception then propagates.
     """
-    with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress, leave=leave) as bar:
+    with progress_bar(total=len(items), enabled=progress, desc=desc, unit=unit, leave=leave) as bar:
         if processes < 1:
             for item in items:
                 on_done(item, _run_here(fn, item))

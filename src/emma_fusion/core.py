@@ -8,16 +8,16 @@ handled here; :mod:`emma_fusion.api` wraps it around this core.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
 
+from .choices import Normalize
 from .errors import EmmaError
 
 __all__ = ["Normalize", "normalize_output", "fuse_luma"]
 
-Normalize = Literal["minmax", "clip"]
 
 
 def normalize_output(fused: np.ndarray, mode: Normalize = "minmax") -> np.ndarray:

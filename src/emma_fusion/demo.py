@@ -101,20 +101,24 @@ def side_by_side(images: list[np.ndarray], labels: list[str], gap: int = 8) -> n
 
 
 def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None, vi_path: str | Path | None = None,
-             **fuse_options) -> dict[str, Path]:
+             overwrite: bool = False, **fuse_options) -> dict[str, Path]:
     """Write a pair, its fusion with ``model`` (default: the shipped model) and a panel to ``out_dir``.
 
     Without ``ir_path``/``vi_path`` the pair is the synthetic scene (written as ``demo_ir.png`` and
-    ``demo_vi.png``); with both, that real pair is fused (its files are not copied).
+    ``demo_vi.png``); with both, that real pair is fused (its files are not copied). Files already
+    there are an error before any work unless ``overwrite`` (the rule of every ``emma`` output).
     """
     from .api import fuse
+    from .errors import EmmaError
     from .io import read_image
 
     out = Path(out_dir)
     if (ir_path is None) != (vi_path is None):
-        from .errors import EmmaError
-
         raise EmmaError("give both --ir and --vi (a real pair), or neither (the synthetic demo)")
+    names = (["demo_ir.png", "demo_vi.png"] if ir_path is None else []) + ["demo_fused.png", "demo_panel.png"]
+    there = [n for n in names if (out / n).exists()]
+    if there and not overwrite:
+        raise EmmaError(f"{out} already holds {', '.join(there)}; pass --overwrite to replace them, or another --out")
     paths: dict[str, Path] = {}
     if ir_path is None:
         ir, vi = make_demo_pair()

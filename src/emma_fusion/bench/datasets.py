@@ -12,7 +12,9 @@ A parent folder is searched recursively (hidden folders skipped, dataset folders
 Dataset names follow the layout of published result folders (``results/<Method>/<Dataset>``):
 the path below the searched folder, with a trailing ``test`` split dropped and any other split
 appended as a suffix (``MSRS/test`` -> ``MSRS``, ``MSRS/train`` -> ``MSRS_train``,
-``Harvard/MRI_CT`` -> ``Harvard/MRI_CT``).
+``Harvard/MRI_CT`` -> ``Harvard/MRI_CT``). A split folder directly below the searched folder is
+named after the searched folder (``--data .../MSRS`` holding ``test/`` and ``train/`` gives
+``MSRS`` and ``MSRS_train``, as ``--data .../MSRS/test`` gives ``MSRS``).
 """
 
 from __future__ import annotations
@@ -161,7 +163,10 @@ def discover_datasets(
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in skip)
             if here == root:
                 continue
-            ds = detect_dataset(here, list(here.relative_to(root).parts))
+            parts = list(here.relative_to(root).parts)
+            if parts[0].lower() in SPLIT_NAMES:  # --data MSRS holding test/ and train/: named MSRS, MSRS_train
+                parts.insert(0, root.resolve().name)
+            ds = detect_dataset(here, parts)
             if ds is not None:
                 found.append(ds)
                 dirnames[:] = []  # do not look inside a dataset

@@ -103,17 +103,38 @@ def _collect_folders(cfg: BenchConfig, specs: list[MethodSpec], datasets: list[D
     """item -> fused file, for the methods whose fused images are folders made elsewhere."""
     fused: dict[Item, Path] = {}
     for spec in (s for s in specs if not s.builtin):
+        used: set[Path] = set()
         for ds in datasets:
             folder = find_results_dir(spec.folder, ds.name)
             if folder is None:
                 continue
+            used.add(folder)
             files = list_images(folder)
             hits = [p for p in ds.pairs if p.stem in files]
             if not hits and cfg.limit is None:
                 log.warning("%s: %s has no image named like a pair of %s", spec.label, folder, ds.name)
             for p in hits:
                 fused[(ds.name, p.stem, spec.label)] = files[p.stem]
+        unused = _unused_result_folders(spec.folder, used)
+        if unused:
+            log.warning("%s: results folder(s) %s matched no dataset benchmarked (%s); a results folder is "
+                        "<Method>/<Dataset>/ with the dataset's name", spec.label,
+                        ", ".join(str(u.relative_to(spec.folder)) for u in unused), ", ".join(d.name for d in datasets))
     return fused
+
+
+def _unused_result_folders(method_dir: Path, used: set[Path]) -> list[Path]:
+    """The folders of images under ``method_dir`` that no dataset took (none inside a used one)."""
+    unused = []
+    for dirpath, dirnames, _ in os.walk(method_dir):
+        here = Path(dirpath)
+        if here in used:
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if here != method_dir and list_images(here):
+            unused.append(here)
+    return unused
 
 
 def _score(cfg: BenchConfig, fused: dict[Item, Path], datasets: list[Dataset], names: list[str], cache: BenchCache,

@@ -15,7 +15,7 @@ import warnings
 
 import typer
 
-from ..errors import EmmaError
+from ..errors import EmmaError, describe_failure
 
 __all__ = ["app", "main"]
 
@@ -96,12 +96,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {describe_failure(e)} (run with -v for details)", file=sys.stderr)
         sys.exit(1)
 
-
-def describe_failure(e: BaseException) -> str:
-    """An unexpected exception in words: its message's first line, or what kind of failure it was."""
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if isinstance(e, MemoryError):
-        return f"out of memory{': ' + first if first else ''}; try a smaller --tile or fewer --threads/--streams"
-    if isinstance(e, OSError) and e.strerror:
-        return f"{e.strerror}{': ' + str(e.filename) if e.filename else ''}"
-    return first or "unexpected failure without a message"

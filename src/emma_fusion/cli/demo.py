@@ -14,11 +14,12 @@ def demo_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads."),
     ir: Optional[Path] = typer.Option(None, "--ir", help="A real infrared image instead of the synthetic scene (with --vi)."),
     vi: Optional[Path] = typer.Option(None, "--vi", help="The visible image paired with --ir."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier demo in OUT."),
 ) -> None:
     """Fuse a synthetic infrared/visible pair (or --ir/--vi) with EMMA; write the result and a panel to OUT."""
     from ..demo import run_demo
 
-    paths = run_demo(out, weights, ir, vi, threads=threads)
+    paths = run_demo(out, weights, ir, vi, overwrite=overwrite, threads=threads)
     for name, p in paths.items():
         typer.echo(f"{name:6s} {p}")
 

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import tomllib
@@ -145,10 +144,10 @@ def setup_runtime(cfg: StageConfig) -> Runtime:
     """
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     recorded = recorded_threads(Path(cfg.out), cfg.stage)
-    if cfg.threads > 0:
-        threads, how = cfg.threads, "as set"
-    elif recorded:
+    if recorded and cfg.threads in (0, recorded):
         threads, how = recorded, "as the run being resumed"
+    elif cfg.threads > 0:
+        threads, how = cfg.threads, "as set"
     else:
         threads, how = max(1, auto_threads() // max(1, local_world)), "auto: idle cores; --threads N to fix"
     torch.set_num_threads(threads)
@@ -405,9 +404,8 @@ def _run_monitor(stage: Stage, step: int, jlog: JsonlLog) -> None:
 
 
 def _progress(cfg: StageConfig, rt: Runtime, total: int, start: int, name: str):
-    from tqdm.auto import tqdm
+    """The step bar (rank 0, on a terminal only; log.jsonl has every step)."""
+    from ..progress import progress_bar
 
-    enabled = cfg.progress and rt.main
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, initial=start, desc=name, unit="step", disable=not enabled,
-                mininterval=0.5 if interactive else 30.0, dynamic_ncols=True)
+    return progress_bar(total=total, initial=start, desc=name, unit="step", enabled=cfg.progress and rt.main,
+                        mininterval=0.5, dynamic_ncols=True)

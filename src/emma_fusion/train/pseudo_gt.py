@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..core import fuse_luma
 from ..errors import EmmaError
 from ..io import atomic_write, pair_by_stem, read_image, to_gray, write_image
 from ..methods.base import FusionMethod, get_method
 from ..methods.folder import ResultsFolder
+from ..progress import progress_bar
 
 __all__ = ["SourceReport", "PseudoGTReport", "parse_results_spec", "make_pseudo_gt"]
 
@@ -181,7 +181,7 @@ def make_pseudo_gt(
         log.warning("no partner for %s", name)
     built, reports = _build_sources(out, methods, results, method_options or {})
     report = PseudoGTReport(out, [p[0] for p in pairs], unpaired, reports)
-    for stem, ir_path, vi_path in tqdm(pairs, desc="pseudo-gt", unit="pair", disable=not progress):
+    for stem, ir_path, vi_path in progress_bar(pairs, enabled=progress, desc="pseudo-gt", unit="pair"):
         _fuse_pair(stem, ir_path, vi_path, built, reports, overwrite)
     for s in reports.values():
         if s.missing:
