@@ -29,6 +29,7 @@ def metrics_command(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image values as CSV."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: CPU count)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    sequence: bool = typer.Option(False, "--sequence", help="The folders hold the frames of one video (in file-name order): also report temporal stability TS."),
 ) -> None:
     """Score fused images with the fusion metrics, exactly as the CDDFuse evaluator computes them.
 
@@ -45,11 +46,17 @@ def metrics_command(
                                   progress=progress, keep_going=True)
         except Interrupted as e:
             raise Interrupted(f"{e}; no files written") from None
+    if sequence:
+        from ..metrics.temporal import score_sequence
+
+        result["sequence"] = score_sequence(ir_dir, vi_dir, fused_dir)
     if json_out:
         write_json(result, json_out)
     if csv_out:
         write_csv(result, csv_out)
     _print_table(result, fused_dir)
+    for name, value in result.get("sequence", {}).items():
+        typer.echo(f"{name} (frame sequence, lower is better; <= ~1: no change the sources lack): {value:.4f}")
     failed = _report_excluded(result["excluded_images"])
     for path in (json_out, csv_out):
         if path:

@@ -155,6 +155,8 @@ def write_json(result: Mapping, path: str | os.PathLike) -> Path:
         "excluded": dict(result["excluded"]),
         "excluded_images": result.get("excluded_images", {"failed": {}, "missing": {}}),
     }
+    if "sequence" in result:  # whole-sequence metrics (emma metrics --sequence)
+        doc["sequence"] = {m: _finite_or_none(v) for m, v in result["sequence"].items()}
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

@@ -111,8 +111,9 @@ def _prefetch(items: Iterable, size: int, threads: int | None = None) -> Iterato
     def work() -> None:
         if threads:
             torch.set_num_threads(threads)  # OpenMP thread counts are per calling thread
+        it = iter(items)
         try:
-            for item in items:
+            for item in it:
                 while not stop.is_set():
                     try:
                         q.put((True, item), timeout=0.1)
@@ -124,6 +125,9 @@ def _prefetch(items: Iterable, size: int, threads: int | None = None) -> Iterato
             q.put((True, done))
         except BaseException as e:  # noqa: B036 - forwarded to the consumer
             q.put((False, e))
+        finally:
+            if hasattr(it, "close"):
+                it.close()  # a generator's own clean-up (closing decoders) runs now, in this thread
 
     t = threading.Thread(target=work, daemon=True, name="emma-video")
     t.start()
@@ -324,25 +328,31 @@ def fuse_video_files(ir: Source, vi: Source, out: str | os.PathLike, *, overwrit
     while the main thread encodes. On Ctrl-C, :class:`~emma_fusion.errors.Interrupted` says how
     many frames were done; a video is then not written at all (no partial file under ``out``).
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     out = Path(out)
     _check_output(out, (ir, vi), overwrite)
     fusion = fuse_video(ir, vi, **kwargs)
     frames = _prefetch(fusion, 2 * fusion.batch, threads=torch.get_num_threads())
-    bar = tqdm(frames, total=fusion.expected, desc="fusing", unit="frame", disable=not progress)
-    written = 0
+    bar = progress_bar(frames, enabled=progress, total=fusion.expected, desc="fusing", unit="frame")
+    done = 0  # frames handed to the encoder, or written as images
+
+    def images() -> Iterator[np.ndarray]:
+        nonlocal done
+        for f in bar:
+            yield f.image
+            done += 1
+
     try:
         if is_video(out):
-            write_video(out, (f.image for f in bar), fusion.fps, lossless=lossless)
+            write_video(out, images(), fusion.fps, lossless=lossless)
         else:
-            for f in bar:
-                write_image(out / f"{f.index:06d}.png", f.image)
-                written += 1
+            for img in images():
+                write_image(out / f"{done:06d}.png", img)
     except KeyboardInterrupt:
         if is_video(out):
-            raise Interrupted(f"{bar.n} frame(s) fused; {out} not written (no partial file)") from None
-        raise Interrupted(f"{written} frame(s) written to {out}") from None
+            raise Interrupted(f"{done} frame(s) fused; {out} not written (no partial file)") from None
+        raise Interrupted(f"{done} frame(s) written to {out}") from None
     finally:
         frames.close()
         bar.close()

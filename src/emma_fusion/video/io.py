@@ -59,8 +59,10 @@ class VideoSource:
     """The frames of a video file's first video stream, decoded with FFmpeg's own threads.
 
     ``fps`` (Fraction), ``count`` (frames, None when the container does not say) and ``size``
-    ((W, H)) are known after opening. A packet that fails to decode raises :class:`EmmaError`,
-    or with ``skip_bad`` is skipped and counted in ``bad``.
+    ((W, H)) are known after opening. A packet that fails to decode, or a stream that ends more
+    than a frame short of the length its header gives (a truncated file), raises
+    :class:`EmmaError`; with ``skip_bad`` the bad packets are skipped, the missing frames
+    counted in ``bad``, and the rest kept.
     """
 
     def __init__(self, path: str | os.PathLike, skip_bad: bool = False) -> None:
@@ -82,6 +84,8 @@ class VideoSource:
             self._container.close()
             raise EmmaError(f"{self.path}: the video stream has no frame rate")
         self.fps, self.count = Fraction(rate), (s.frames or None)
+        duration = self._container.duration  # microseconds, from the header (None when unknown)
+        self._expected = self.count or (round(duration / 1e6 * float(self.fps)) if duration else None)
         self.size = (s.codec_context.width, s.codec_context.height)
         pix = s.codec_context.pix_fmt or ""
         self._format = "gray16le" if pix.startswith(("gray1", "gray9")) else "gray" if pix.startswith("gray") else "rgb24"
@@ -113,6 +117,11 @@ class VideoSource:
             self._container.close()
         if n == 0:
             raise EmmaError(f"no frame could be decoded from {self.path}")
+        if self._expected and n < self._expected - 1:  # the header's length says frames are missing
+            if not self.skip_bad:
+                raise EmmaError(f"{self.path} is truncated or damaged: {n} of {self._expected} frames decoded "
+                                f"(--skip-bad-frames keeps those)")
+            self.bad += self._expected - n
 
 
 class FolderSource:
