@@ -1,7 +1,8 @@
 """The Python API: fuse a pair (paths, arrays or PIL images), a pair of files, or two folders.
 
 Colour is handled here, once, around the method: both inputs are reduced to BT.601 luma, the
-method fuses the luma, and the chroma (Cb, Cr) of the colour source is put back.
+method fuses the luma, and the colour source's hue and saturation are put back on it
+(:func:`~emma_fusion.io.colorize`). Pixels black in both inputs stay black (:func:`~emma_fusion.core.keep_black`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from .choices import Color, ColorSource, Normalize
 from .concurrency import thread_streams
 from .core import fuse_luma, normalize_output
 from .errors import EmmaError, Interrupted, describe_failure
-from .io import (IMAGE_SUFFIXES, ImageLike, check_not_input, ensure_writable_dir, is_pseudo_color, pair_by_stem,
-                 read_image, rgb_to_ycbcr, same_file, to_array, to_gray, write_image, ycbcr_to_rgb)
+from .io import (IMAGE_SUFFIXES, ImageLike, check_not_input, colorize, ensure_writable_dir, is_pseudo_color,
+                 pair_by_stem, read_image, rgb_to_ycbcr, same_file, to_array, to_gray, write_image)
 from .methods.base import FusionMethod, get_method
 from .progress import progress_bar
 
@@ -90,7 +91,7 @@ def fuse(
         model: a method object, an ``nn.Module`` U-Fuser, a packaged model name or a weights file;
             ``None`` uses ``method``.
         method: registered method name (``emma`` = the network; see ``emma methods``).
-        color: ``ycbcr`` puts the colour source's chroma back on the fused luma; ``gray`` does not.
+        color: ``ycbcr`` puts the colour source's hue and saturation back on the fused luma; ``gray`` does not.
         color_source: which input gives the chroma: ``auto`` (the visible image if it is in colour,
             else the other one if it is pseudo-colour, e.g. PET/SPECT), ``vi``, ``ir`` or ``none``.
         normalize: ``minmax`` (the authors' convention) or ``clip``.
@@ -112,8 +113,7 @@ def fuse(
     fused = fuse_luma(fm, luma[0], luma[1], normalize=normalize, key=key)
     if ycc is None:
         return fused
-    ycc[..., 0] = fused
-    return ycbcr_to_rgb(ycc)
+    return colorize(fused, ycc)
 
 
 def check_output_path(out: str | os.PathLike, inputs, bits: int = 8) -> Path:

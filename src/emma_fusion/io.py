@@ -23,6 +23,7 @@ __all__ = [
     "to_gray",
     "rgb_to_ycbcr",
     "ycbcr_to_rgb",
+    "colorize",
     "is_pseudo_color",
     "write_image",
     "atomic_write",
@@ -150,6 +151,39 @@ def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     b = y + 2 * (1 - _KB) * cb
     g = (y - _KR * r - _KB * b) / _KG
     return np.stack([r, g, b], axis=-1).clip(0, 1).astype(np.float32)
+
+
+# colorize: the most a colour source's chroma is amplified when the luma put under it is brighter
+# (keeps saturation up to twice the luma; more would turn the chroma noise of near-black pixels
+# into coloured fringes), and how far luma may move (0.1 = 25.5 levels) to keep a colour in gamut.
+CHROMA_MAX_GAIN = 2.0
+LUMA_SLACK = 0.1
+
+
+def colorize(luma: np.ndarray, ycc: np.ndarray, max_gain: float = CHROMA_MAX_GAIN,
+             luma_slack: float = LUMA_SLACK) -> np.ndarray:
+    """Put the colour of ``ycc`` (the colour source, from :func:`rgb_to_ycbcr`) on a new ``luma``; RGB out.
+
+    The hue of each pixel is kept exactly and its saturation as far as the RGB gamut allows: the
+    chroma (Cb, Cr offsets) is scaled by ``luma / source luma`` (at most ``max_gain``), so a dark
+    saturated colour under a brighter luma stays saturated instead of fading to a pastel. Where
+    the result leaves the gamut, luma moves by at most ``luma_slack`` and then the chroma shrinks
+    (never per-channel clipping, which shifts hue). Gray sources give gray ``luma`` unchanged;
+    black stays black. ``luma``: (H, W) in [0, 1]; returns (H, W, 3) float32 in [0, 1].
+    """
+    y = np.asarray(luma, dtype=np.float32)
+    ys = ycc[..., 0]
+    gain = np.minimum(np.divide(y, ys, out=np.zeros_like(y), where=ys > 1e-6), max_gain)
+    cb, cr = (ycc[..., 1] - 0.5) * gain, (ycc[..., 2] - 0.5) * gain
+    dr, db = 2 * (1 - _KR) * cr, 2 * (1 - _KB) * cb
+    d = np.stack([dr, (-_KR * dr - _KB * db) / _KG, db], axis=-1)  # RGB offsets around the luma
+    hi, lo = d.max(axis=-1), d.min(axis=-1)  # hi >= 0 >= lo: the offsets have zero luma
+    tiny = np.float32(1e-12)
+    # largest chroma scale s <= 1 for which some luma within the slack keeps every channel in [0, 1]
+    s = np.minimum.reduce([np.ones_like(y), (y + luma_slack) / np.maximum(-lo, tiny),
+                           (1 + luma_slack - y) / np.maximum(hi, tiny), 1 / np.maximum(hi - lo, tiny)])
+    a = np.clip(y, -s * lo, 1 - s * hi)  # the luma nearest to ``luma`` that fits
+    return (a[..., None] + s[..., None] * d).clip(0, 1).astype(np.float32)
 
 
 def to_gray(arr: np.ndarray) -> np.ndarray:
