@@ -180,3 +180,74 @@ def test_real_pairs_from_shared():
     for k in ("ir", "vi"):
         for crop in b[k]:
             assert not low_contrast(crop[0].numpy(), 0.1)
+
+
+# -- the authors' grid patches and the MSRS download layouts --------------------------------
+def _msrs_like(root, stems=("00001D", "00002N"), h=480, w=640, flat_corner=True):
+    """480 x 640 pairs; with ``flat_corner`` the top-left 128 px patch of the first pair is flat."""
+    for k, stem in enumerate(stems):
+        ir, vi = _texture(h, w, 2 * k, 30, 220), _texture(h, w, 2 * k + 1, 30, 220)
+        if flat_corner and k == 0:
+            ir[:128, :128] = 90
+        _save(root / "ir" / f"{stem}.png", ir)
+        _save(root / "vi" / f"{stem}.png", vi)
+
+
+def test_grid_patches_are_the_authors_six_per_msrs_image(tmp_path):
+    _msrs_like(tmp_path / "train")
+    ds = PairedCrops([DatasetSpec(root=str(tmp_path / "train"))], crop=128, grid_stride=200, seed=3)
+    first = {(y, x) for r, y, x in ds.patches if r.stem == "00001D"}
+    second = {(y, x) for r, y, x in ds.patches if r.stem == "00002N"}
+    assert second == {(y, x) for y in (0, 200) for x in (0, 200, 400)}  # 2 x 3 positions, stride 200
+    assert first == second - {(0, 0)}  # the flat patch is dropped once, not redrawn
+    assert ds.epoch_size(crops_per_image=6) == 11
+    img = {r.stem: ds._load(r.ir) for r in ds.pairs}
+
+    def where(t):  # (stem, y, x) of a sampled ir patch
+        a = t[0].numpy()
+        return next((s, y, x) for s, y, x in ((r.stem, y, x) for r, y, x in ds.patches)
+                    if np.array_equal(img[s][y:y + 128, x:x + 128], a))
+
+    epoch0 = [where(ds.sample(k)["ir"]) for k in range(11)]
+    epoch1 = [where(ds.sample(k)["ir"]) for k in range(11, 22)]
+    assert sorted(epoch0) == sorted(epoch1) == sorted((r.stem, y, x) for r, y, x in ds.patches)  # each once
+    assert epoch0 != epoch1  # a fresh shuffle each epoch
+    again = PairedCrops([DatasetSpec(root=str(tmp_path / "train"))], crop=128, grid_stride=200, seed=3)
+    assert torch.equal(again.batch([13, 2, 5])["vi"], ds.batch([13, 2, 5])["vi"])  # a function of the index
+    assert torch.equal(ds.sample(4)["ir"], ds.sample(4)["ir"])
+
+
+def test_grid_patches_with_fused_images_and_split(tmp_path):
+    for s in range(10):
+        for sub, seed in (("ir", s), ("vi", s + 50), ("f1", s + 100), ("f2", s + 150)):
+            _save(tmp_path / sub / f"s{s}.png", _texture(40, 40, seed, 30, 220))
+    spec = DatasetSpec(root=str(tmp_path), fused=[str(tmp_path / "f1"), str(tmp_path / "f2")])
+    ds = PairedCrops([spec], crop=16, with_fused=True, grid_stride=12, min_contrast=0)
+    assert len(ds.patches) == 10 * 9  # offsets 0, 12, 24 on both axes
+    assert ds.epoch_size(6) == 10 * 9 * 2  # every (patch, fused image) input once an epoch
+    tr, ho = ds.split(0.3)
+    assert tr.grid_stride == ho.grid_stride == 12
+    assert len(tr.patches) == 9 * len(tr.pairs) and len(ho.patches) == 9 * len(ho.pairs)
+    held = {r.stem for r in ho.pairs}
+    assert all(r.stem in held for r, _, _ in ho.patches)
+    b = ho.batch(range(ho.epoch_size(1)))
+    assert b["fused"].shape == (ho.epoch_size(1), 1, 16, 16)
+
+
+def test_msrs_download_layouts_are_found(tmp_path):
+    official = tmp_path / "MSRS"  # the official repository: train/{ir,vi}, test/{ir,vi}, labels beside
+    _msrs_like(official / "train", h=136, w=136, flat_corner=False)
+    _msrs_like(official / "test", stems=("09999N",), h=136, w=136, flat_corner=False)
+    (official / "train" / "Segmentation_labels").mkdir()
+    ds = PairedCrops([DatasetSpec(root=str(official))], crop=128)
+    assert sorted(r.stem for r in ds.pairs) == ["00001D", "00002N"]  # the training split, never test/
+    assert DatasetSpec(root=str(official)).folders() == (official / "train" / "ir", official / "train" / "vi")
+    pia = tmp_path / "msrs_train"  # PIAFusion's layout
+    for k, stem in enumerate(("00001D", "00002N", "00003N")):
+        _save(pia / "Inf" / f"{stem}.png", _texture(130, 140, k))
+        _save(pia / "Vis" / f"{stem}.png", np.stack([_texture(130, 140, k + 9)] * 3, -1))
+    ds = PairedCrops([DatasetSpec(root=str(pia))], crop=128)
+    assert len(ds.pairs) == 3 and ds.sample(0)["vi"].shape == (1, 128, 128)
+    assert DatasetSpec(root=str(official / "train")).folders()[0] == official / "train" / "ir"
+    with pytest.raises(EmmaError, match="no such folder"):
+        PairedCrops([DatasetSpec(root=str(tmp_path / "elsewhere"))], crop=16)

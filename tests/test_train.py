@@ -90,11 +90,30 @@ def test_config_toml_roundtrip(tmp_path, stage, name):
     assert config_to_toml(back) == path.read_text()
 
 
-def test_paper_preset_matches_the_paper():
+def test_paper_preset_matches_the_authors_code():
     s, f = preset("paper", "sensing"), preset("paper", "fusion")
     assert (s.width, s.batch, s.epochs, s.optim.lr, s.optim.lr_step_epochs, s.optim.lr_gamma) == (64, 64, 40, 1e-4, 10, 0.5)
-    assert (f.batch, f.epochs, f.optim.lr, f.optim.lr_step_epochs, f.optim.lr_gamma, f.data.crop) == (8, 100, 1e-4, 20, 0.5, 128)
-    assert (f.a1, f.a2, f.ablation, f.transforms.per_step) == (1.0, 0.1, "full", 0)
+    assert (s.data.noise_std, s.data.crop, s.data.grid_stride, s.optim.schedule) == (0.0, 128, 200, "step")
+    # the released code (batch 4, 120 epochs), not the paper's text (batch 8, 100 epochs)
+    assert (f.batch, f.epochs, f.optim.lr, f.optim.lr_step_epochs, f.optim.lr_gamma, f.optim.schedule) == (4, 120, 1e-4, 20, 0.5, "step")
+    assert (f.data.crop, f.data.grid_stride, f.data.min_contrast, f.data.hflip, f.optim.weight_decay) == (128, 200, 0.1, False, 0.0)
+    assert (f.a1, f.a2, f.ablation, f.transforms.per_step, f.init_weights, f.content_weight) == (1.0, 0.1, "full", 0, "", 0.0)
+    t = f.transforms
+    assert (t.n_shift, t.n_rot, t.n_flip, t.angles, t.include_identity) == (3, 3, 3, [10.0, 130.0, 250.0], True)
+
+
+def test_grid_epochs_and_the_expected_time_line(tiny_data, sensing_run, tmp_path, caplog):
+    caplog.set_level("INFO", logger="emma_fusion.train.notes")
+    out = tmp_path / "grid"
+    train_fusion(_fusion_cfg(tiny_data, out, sensing_run, **{"data.grid_stride": 16, "monitor.every": 0}))
+    recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    start = next(r for r in recs if r["type"] == "start")
+    assert start["steps_per_epoch"] == 6 * 4  # 48 x 56 images, 32 px patches at stride 16: 2 x 2 each, batch 1
+    est = [r for r in recs if r["type"] == "estimate"]
+    assert len(est) == 1 and est[0]["step"] == 4 and est[0]["steps_left"] == 6
+    assert est[0]["hours"] == pytest.approx(est[0]["sec_per_step"] * 6 / 3600)
+    lines = [r.getMessage() for r in caplog.records if r.name == "emma_fusion.train.notes" and "s/step" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("fusion: about 0.0 h (0 min) for 6 steps at ")
 
 
 def test_config_file_overrides_preset_and_rejects_typos(tmp_path):

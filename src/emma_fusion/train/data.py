@@ -1,9 +1,16 @@
-"""Training data: random crops from paired ``ir/`` + ``vi/`` folders (and fused pseudo ground truth).
+"""Training data: random crops or grid patches from paired ``ir/`` + ``vi/`` folders (and fused pseudo ground truth).
 
 A data set is a folder holding ``ir/`` and ``vi/`` (or two explicit folders) whose files pair up
-by stem; images of any size, gray or RGB (RGB -> BT.601 luma), 8 or 16 bit. For the sensing stage
+by stem; images of any size, gray or RGB (RGB -> BT.601 luma), 8 or 16 bit. Two download layouts
+are read as they come: the official MSRS repository's root (``train/ir``, ``train/vi``: its
+training split is used) and PIAFusion's ``msrs_train`` (``Inf/``, ``Vis/``). For the sensing stage
 each set may list folders of fused images ``<stem>.png`` (other methods' results); the same crop
 is taken from the fused image and both sources.
+
+``grid_stride > 0`` replaces random crops with the authors' patches: every ``crop`` x ``crop``
+patch at positions ``0, stride, 2 stride, ...`` (rows and columns, while the patch fits; 6 per
+480 x 640 image at crop 128, stride 200), the low-contrast ones dropped once, each epoch a fresh
+permutation of all of them (with fused images: of every (patch, fused image) input).
 
 Sampling is a deterministic function of a global sample index: crop ``k`` is drawn with
 ``numpy.random.default_rng([seed, k])``. A run therefore resumes exactly from its step counter,
@@ -53,11 +60,18 @@ class DatasetSpec:
     name: str = ""
 
     def folders(self) -> tuple[Path, Path]:
-        """The (ir, vi) folders."""
+        """The (ir, vi) folders: explicit ones, else ``root``'s ``ir/`` and ``vi/``, its
+        ``train/ir`` and ``train/vi`` (the official MSRS download's root) or its ``Inf/`` and
+        ``Vis/`` (PIAFusion's ``msrs_train``)."""
         if not self.root and not (self.ir and self.vi):
             raise EmmaError("a data set needs 'root' (with ir/ and vi/) or both 'ir' and 'vi' folders")
-        ir = Path(self.ir) if self.ir else Path(self.root) / "ir"
-        vi = Path(self.vi) if self.vi else Path(self.root) / "vi"
+        root = Path(self.root)
+        if self.root and not (self.ir or self.vi):
+            for ir, vi in _LAYOUTS:
+                if (root / ir).is_dir() and (root / vi).is_dir():
+                    return root / ir, root / vi
+        ir = Path(self.ir) if self.ir else root / "ir"
+        vi = Path(self.vi) if self.vi else root / "vi"
         return ir, vi
 
     def label(self) -> str:
@@ -67,6 +81,10 @@ class DatasetSpec:
         base = Path(self.root or self.ir)
         base = base if self.root else base.parent
         return "/".join(base.parts[-2:]) or str(base)
+
+
+#: (ir, vi) sub-folders a data set's root may hold, in the order they are looked for.
+_LAYOUTS = (("ir", "vi"), ("train/ir", "train/vi"), ("Inf", "Vis"))
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,8 @@ class PairedCrops:
         cache_mb: decoded images are kept in memory up to this many MiB.
         hflip: flip each crop left-right with probability 1/2 (same flip for every image of it).
         stems: optional per-set filter, ``{set_index: set of stems}`` to keep (used for splits).
+        grid_stride: 0: random crops; ``> 0``: the authors' grid patches with this stride (set
+            weights and ``max_tries`` are then unused: every kept patch is drawn once an epoch).
 
     Problems found while indexing are logged with ``logging.warning`` and kept in
     :attr:`unpaired`, :attr:`too_small`, :attr:`mismatched` and :attr:`no_fused`.
@@ -132,6 +152,7 @@ class PairedCrops:
         cache_mb: float = 1024,
         stems: dict[int, set[str]] | None = None,
         hflip: bool = False,
+        grid_stride: int = 0,
     ) -> None:
         if not sets:
             raise EmmaError("no training data: give at least one data set (a folder with ir/ and vi/)")
@@ -144,6 +165,9 @@ class PairedCrops:
         self.max_tries = max(1, int(max_tries))
         self.noise_std = float(noise_std)
         self.hflip = bool(hflip)
+        self.grid_stride = int(grid_stride)
+        if self.grid_stride < 0:
+            raise EmmaError(f"grid stride must be >= 0 (0: random crops), not {grid_stride}")
         self.seed = int(seed)
         self.cache_bytes = int(cache_mb * 2**20)
         self.unpaired: list[tuple[str, str, str]] = []
@@ -163,6 +187,11 @@ class PairedCrops:
         if weights.sum() <= 0:
             raise EmmaError("no usable training pairs (see the warnings above)")
         self.set_probs = weights / weights.sum()
+        self.patches: list[tuple[PairRecord, int, int]] = []
+        self._inputs: list[tuple[int, int | None]] = []  # (patch, fused image) of each grid input
+        self._perm: tuple[int, np.ndarray] | None = None
+        if self.grid_stride:
+            self._set_patches(self._grid_patches())
 
     # -- indexing -------------------------------------------------------------------------
     def _index(self, i: int, spec: DatasetSpec, keep: set[str] | None) -> list[PairRecord]:
@@ -216,6 +245,31 @@ class PairedCrops:
                 more = f" and {len(items) - 5} more" if len(items) > 5 else ""
                 log.warning("skipped %d %s: %s%s", len(items), what, shown, more)
 
+    def _set_patches(self, patches: list[tuple[PairRecord, int, int]]) -> None:
+        if not patches:
+            raise EmmaError("no usable grid patches: every patch is low contrast")
+        self.patches = patches
+        self._inputs = [(k, j) for k, (rec, _, _) in enumerate(patches)
+                        for j in (range(len(rec.fused)) if self.with_fused else (None,))]
+        self._perm = None
+
+    def _grid_patches(self) -> list[tuple[PairRecord, int, int]]:
+        """(pair, y, x) of every grid patch; a patch where either source is low contrast is dropped."""
+        c, st = self.crop, self.grid_stride
+        kept, dropped = [], 0
+        for rec in self.pairs:
+            h, w = rec.size
+            ir, vi = self._load(rec.ir), self._load(rec.vi)
+            for y in range(0, h - c + 1, st):
+                for x in range(0, w - c + 1, st):
+                    if low_contrast(ir[y:y + c, x:x + c], self.min_contrast) or \
+                            low_contrast(vi[y:y + c, x:x + c], self.min_contrast):
+                        dropped += 1
+                    else:
+                        kept.append((rec, y, x))
+        log.info("grid patches (crop %d, stride %d): %d kept, %d low-contrast dropped", c, st, len(kept), dropped)
+        return kept
+
     # -- sizes ----------------------------------------------------------------------------
     @property
     def pairs(self) -> list[PairRecord]:
@@ -227,6 +281,13 @@ class PairedCrops:
         if self.with_fused:
             return sum(len(r.fused) for r in self.pairs)
         return len(self.pairs)
+
+    def epoch_size(self, crops_per_image: int) -> int:
+        """Crops in one epoch: every (grid patch, fused image) input once with grid patches, else
+        ``len(self) * crops_per_image`` random crops."""
+        if self.grid_stride:
+            return len(self._inputs)
+        return len(self) * crops_per_image
 
     def split(self, fraction: float, salt: str = "holdout") -> tuple["PairedCrops", "PairedCrops"]:
         """Split the pairs into (train, held-out) by a stable hash of (set name, stem).
@@ -263,6 +324,9 @@ class PairedCrops:
         finally:
             logger.setLevel(level)
         sub._cache, sub._cached_bytes = self._cache, self._cached_bytes  # share decoded images
+        if self.grid_stride:  # this set's patches of the kept pairs: no second pass over the images
+            sub.grid_stride = self.grid_stride
+            sub._set_patches([p for p in self.patches if p[0].stem in stems.get(p[0].set_index, ())])
         return sub
 
     # -- sampling -------------------------------------------------------------------------
@@ -285,9 +349,18 @@ class PairedCrops:
         x = int(rng.integers(w - self.crop + 1))
         return rec, fused, y, x
 
-    def sample(self, index: int) -> dict[str, torch.Tensor]:
-        """Crop number ``index`` of the stream: ``{"ir", "vi"[, "fused"]}`` each (1, crop, crop)."""
-        rng = np.random.default_rng([self.seed, int(index)])
+    def _grid_draw(self, index: int) -> tuple[PairRecord, Path | None, int, int]:
+        """Input ``index % n`` of epoch ``index // n``'s permutation (seeded by (seed, epoch))."""
+        epoch, pos = divmod(int(index), len(self._inputs))
+        perm = self._perm
+        if perm is None or perm[0] != epoch:
+            perm = self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(len(self._inputs)))
+        k, j = self._inputs[int(perm[1][pos])]
+        rec, y, x = self.patches[k]
+        return rec, (rec.fused[j] if j is not None else None), y, x
+
+    def _random_crop(self, rng: np.random.Generator):
+        """A random crop passing the low-contrast filter (or the last of ``max_tries`` draws)."""
         c = self.crop
         for _ in range(self.max_tries):
             rec, fused, y, x = self._draw(rng)
@@ -299,6 +372,18 @@ class PairedCrops:
             self.forced += 1
             if self.forced in (1, 100, 10000):
                 log.warning("%d crops kept after %d low-contrast rejections", self.forced, self.max_tries)
+        return rec, fused, y, x, ir, vi
+
+    def sample(self, index: int) -> dict[str, torch.Tensor]:
+        """Crop number ``index`` of the stream: ``{"ir", "vi"[, "fused"]}`` each (1, crop, crop)."""
+        rng = np.random.default_rng([self.seed, int(index)])
+        c = self.crop
+        if self.grid_stride:
+            rec, fused, y, x = self._grid_draw(index)
+            ir = self._load(rec.ir)[y : y + c, x : x + c]
+            vi = self._load(rec.vi)[y : y + c, x : x + c]
+        else:
+            rec, fused, y, x, ir, vi = self._random_crop(rng)
         flip = self.hflip and bool(rng.integers(2))
         if flip:
             ir, vi = ir[:, ::-1], vi[:, ::-1]

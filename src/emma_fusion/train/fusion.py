@@ -320,7 +320,7 @@ def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
         raise EmmaError(f"content_vif_weight needs a crop of at least {VIF_MIN_SIZE} pixels (VIF's four scales), "
                         f"e.g. 48; not {d.crop}")
     return PairedCrops(d.sets, d.crop, min_contrast=d.min_contrast, max_tries=d.max_tries,
-                       seed=seed, cache_mb=d.cache_mb, hflip=d.hflip)
+                       seed=seed, cache_mb=d.cache_mb, hflip=d.hflip, grid_stride=d.grid_stride)
 
 
 def make_sampler(cfg: FusionConfig) -> TransformSampler:
@@ -362,7 +362,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                                     vif_visible_share=cfg.content_vif_visible_share,
                                     sky_weight=cfg.content_sky_weight))
     objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
-    spe = steps_per_epoch(len(data), cfg.data.crops_per_image, cfg.batch, rt.world)
+    spe = steps_per_epoch(data.epoch_size(cfg.data.crops_per_image), 1, cfg.batch, rt.world)
     fuser.to(rt.device)
     monitor = None
     if cfg.monitor.every > 0:

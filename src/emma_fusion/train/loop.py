@@ -328,6 +328,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     pending = pool.submit(stage.batch_fn, start) if start < total else None
     step = start
     t_start = time.monotonic()
+    eta = _Estimate(stage.name, start, total, rt.device)
     stopper = contextlib.ExitStack()
     stop = stopper.enter_context(_graceful_stop())
     try:
@@ -357,6 +358,8 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
                 jlog.write(rec)
                 bar.set_postfix(loss=f"{vals['loss']:.4f}", refresh=False)
             bar.update(1)
+            if rt.main:
+                eta.after(step, jlog)
             if stage.monitor is not None:
                 _run_monitor(stage, step, jlog)
             if step % cfg.checkpoint_every == 0 and step != total:
@@ -376,6 +379,41 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
         bar.close()
         jlog.close()
     return step, out
+
+
+class _Estimate:
+    """The run's expected time, from the s/step of its first steps: one note and one log record.
+
+    Step ``start + 1`` is a warm-up (allocations, cuDNN's kernel search) and is not counted; the
+    ``steps`` after it are timed. Monitor, validation and checkpoint time between them is included.
+    """
+
+    def __init__(self, name: str, start: int, total: int, device: torch.device, steps: int = 3) -> None:
+        self.name, self.start, self.total, self.device, self.steps = name, start, total, device, steps
+        self.t0: float | None = None
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def after(self, step: int, jlog: JsonlLog) -> None:
+        if step == self.start + 1:
+            self.t0 = self._now()
+        elif self.t0 is not None and step == self.start + 1 + self.steps:
+            rate = (self._now() - self.t0) / self.steps
+            hours = rate * (self.total - self.start) / 3600
+            notes.info("%s: about %s for %d steps at %.3g s/step (steps %d-%d timed on %s)", self.name,
+                       _hours(hours), self.total - self.start, rate, self.start + 2, step, self.device)
+            jlog.write({"type": "estimate", "step": step, "sec_per_step": rate, "steps_left": self.total - self.start,
+                        "hours": hours})
+
+
+def _hours(h: float) -> str:
+    """``'12 h'``, ``'1.5 h'`` or ``'0.2 h (12 min)'``."""
+    if h >= 10:
+        return f"{h:.0f} h"
+    return f"{h:.1f} h" if h >= 1 else f"{h:.1f} h ({h * 60:.0f} min)"
 
 
 def _any_rank(flag: bool, rt: Runtime) -> bool:

@@ -56,7 +56,7 @@ def _build_data(cfg: SensingConfig) -> tuple[PairedCrops, PairedCrops | None]:
         raise EmmaError(f"the sensing crop must be a multiple of {SensingUNet.multiple}, not {d.crop}")
     ds = PairedCrops(
         d.sets, d.crop, with_fused=True, min_contrast=d.min_contrast, max_tries=d.max_tries,
-        noise_std=d.noise_std, seed=cfg.seed, cache_mb=d.cache_mb, hflip=d.hflip,
+        noise_std=d.noise_std, seed=cfg.seed, cache_mb=d.cache_mb, hflip=d.hflip, grid_stride=d.grid_stride,
     )
     if cfg.holdout <= 0:
         return ds, None
@@ -103,7 +103,7 @@ def train_sensing(config: SensingConfig, resume: bool = False) -> Path:
     train, held = _build_data(cfg)
     torch.manual_seed(cfg.seed)
     nets = {"A_ir": SensingUNet(cfg.width), "A_vi": SensingUNet(cfg.width)}
-    spe = steps_per_epoch(len(train), cfg.data.crops_per_image, cfg.batch, rt.world)
+    spe = steps_per_epoch(train.epoch_size(cfg.data.crops_per_image), 1, cfg.batch, rt.world)
     log.info("sensing: %d pairs (%d fused inputs) for training, %d held out; %d steps per epoch",
              len(train.pairs), len(train), len(held.pairs) if held else 0, spe)
     stage = Stage(

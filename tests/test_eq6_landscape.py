@@ -1,0 +1,56 @@
+"""scripts/eq6_landscape.py: Eq. 6 and its terms for fixed fusions and A pairs (docs/TRAINING.md)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from emma_fusion.train.losses import sobel_l1
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location(
+        "eq6_landscape", Path(__file__).parents[1] / "scripts" / "eq6_landscape.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_oracle_recovers_an_affine_source_and_only_the_mean_from_a_flat_image(script):
+    gen = torch.Generator().manual_seed(0)
+    t = torch.rand(2, 1, 32, 32, generator=gen)
+    sense = script.oracle(radius=3, eps=1e-6)
+    assert sobel_l1(sense(0.5 * t + 0.2, t), t) < 1e-3  # all of t's structure is in f
+    flat = sense(torch.full_like(t, 0.4), t)
+    box = script._box(script._box(t, 3), 3)
+    torch.testing.assert_close(flat, box, atol=1e-5, rtol=0)  # only t's local mean comes back
+    assert sobel_l1(flat, t) > 0.1
+
+
+def test_landscape_on_tiny_training_crops(script, shared):
+    data = shared("data")
+    rows, cos = script.landscape(script.parse_args(
+        ["--data", str(data), "--crops", "2", "--crop", "64", "--transforms", "2", "--seed", "1"]))
+    by = {(r["A"], r["f"]): r for r in rows}
+    fusions = {r["f"] for r in rows}
+    assert {"warm start (emma-default)", "(i+v)/2", "max(i,v)", "v", "i"} <= fusions
+    oracle = next(a for a in {r["A"] for r in rows} if a.startswith("oracle"))
+    for f in fusions:  # A = id turns the sensing terms into L(f, i) + L(f, v)
+        r = by["identity", f]
+        assert r["sense_ir"] + r["sense_vi"] == pytest.approx(r["plain"], rel=1e-5)
+        assert r["eq6"] == pytest.approx(r["plain"] + 0.1 * r["equivariant"], rel=1e-5)
+    assert by["identity", "i"]["sense_ir"] == 0 and by["identity", "v"]["sense_vi"] == 0
+    assert by["identity", "i"]["equivariant"] == 0  # the rule F(a, b) = a re-fuses T f into itself
+    # l1 and Sobel are linear, so every pixel-wise convex mix of the sources costs the plain loss the same
+    assert by["identity", "(i+v)/2"]["plain"] == pytest.approx(by["identity", "i"]["plain"], rel=1e-5)
+    assert by[oracle, "i"]["sense_ir"] < 0.5 * by[oracle, "v"]["sense_ir"]  # f = i holds all of i
+    assert by["identity", "v"]["vif_v"] == pytest.approx(1.0, abs=1e-3)
+    assert by["identity", "v"]["vif_i"] < 0.6
+    c = {x["A"]: x for x in cos}
+    assert c["identity"]["image"] == pytest.approx(1.0, abs=1e-5)
+    assert c["identity"]["params"] == pytest.approx(1.0, abs=1e-5)
+    assert c["emma-sensing"]["params"] < 0.99  # the packaged A nets are not the identity map
+    text = script.markdown(rows, cos)
+    assert text.count("\n| emma-sensing |") == len(fusions) + 1  # the rows plus the cosine row
