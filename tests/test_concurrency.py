@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 
 import pytest
 
@@ -63,7 +64,10 @@ def test_the_initializer_runs_only_in_workers():
     assert _collect(_square, [2], initializer=boom) == [(2, 4)]
 
 
-def test_progress_bar_only_when_asked(capsys):
+def test_progress_bar_only_when_asked_and_on_a_terminal(capsys, monkeypatch):
+    _collect(_square, [1, 2], progress=True, desc="squares", unit="n")
+    assert capsys.readouterr().err == ""  # stderr is not a terminal here (as in a log file): no \r lines
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     _collect(_square, [1, 2], progress=False, desc="squares")
     assert capsys.readouterr().err == ""
     _collect(_square, [1, 2], progress=True, desc="squares", unit="n")

@@ -23,7 +23,7 @@ LAYERS = (
     ("inference",),
     ("methods",),
     ("api", "train"),
-    ("demo", "bench"),
+    ("demo", "bench", "video"),
     ("cli",),
     ("__main__",),
 )

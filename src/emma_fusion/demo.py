@@ -108,9 +108,7 @@ def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None,
     ``demo_vi.png``); with both, that real pair is fused (its files are not copied). Files already
     there are an error before any work unless ``overwrite`` (the rule of every ``emma`` output).
     """
-    from .api import fuse
     from .errors import EmmaError
-    from .io import read_image
 
     out = Path(out_dir)
     if (ir_path is None) != (vi_path is None):
@@ -119,6 +117,8 @@ def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None,
     there = [n for n in names if (out / n).exists()]
     if there and not overwrite:
         raise EmmaError(f"{out} already holds {', '.join(there)}; pass --overwrite to replace them, or another --out")
+    from .api import fuse
+    from .io import read_image
     paths: dict[str, Path] = {}
     if ir_path is None:
         ir, vi = make_demo_pair()
