@@ -1,9 +1,10 @@
 """Fusing infrared and visible video: decode, pair, fuse in batches, normalise steadily, encode.
 
 Decoding (one thread per input), fusion (the network on batches of frames) and encoding/writing
-run at the same time, joined by short queues. Colour is handled as for images
-(:func:`emma_fusion.api.fuse`): the inputs are fused as luma and the colour source's chroma is put
-back; ``color_source="auto"`` decides once, on the first pair, so the whole video is consistent.
+run at the same time, joined by short queues. Colour and black are handled as for images
+(:func:`emma_fusion.api.fuse`): the inputs are fused as luma, common black stays black
+(:func:`~emma_fusion.core.keep_black`) and the colour source's hue and saturation are put back
+(:func:`~emma_fusion.io.colorize`); ``color_source="auto"`` decides once, on the first pair, so the whole video is consistent.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import os
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -23,11 +25,11 @@ import torch
 from torch import nn
 
 from ..api import Color, ColorSource, _check_options, _color_source, resolve_method
-from ..concurrency import sigint_deferred
-from ..core import normalize_output
+from ..concurrency import sigint_deferred, thread_streams
+from ..core import keep_black, normalize_output
 from ..errors import EmmaError, Interrupted
-from ..io import (check_not_input, ensure_writable_dir, list_images, pair_by_stem, rgb_to_ycbcr, to_array,
-                  to_gray, write_image, ycbcr_to_rgb)
+from ..io import (check_not_input, colorize, ensure_writable_dir, list_images, pair_by_stem, rgb_to_ycbcr,
+                  to_array, to_gray, write_image)
 from ..methods.base import FusionMethod
 from .io import Frame, FolderSource, is_video, open_source, write_video
 from .pairing import PairingReport, pair_by_index, pair_by_time, parse_offset
@@ -186,7 +188,7 @@ class VideoFusion:
 
     def __init__(self, ir, vi, method: FusionMethod, *, color: Color, color_source: ColorSource,
                  normalize: VideoNormalize, smooth_seconds: float, fps: float | None, offset: str | float | None,
-                 batch: int, skip_bad: bool) -> None:
+                 batch: int, skip_bad: bool, streams: int | None = None) -> None:
         if normalize not in ("smooth", "minmax", "clip"):
             raise EmmaError(f"unknown normalisation {normalize!r}; use smooth, minmax or clip")
         _check_options(color, "clip")
@@ -196,6 +198,7 @@ class VideoFusion:
         self.ir_src, self.vi_src = _open_pair(ir, vi, fps, skip_bad, self.report)
         self.offset = parse_offset(offset, self.ir_src.fps)
         self.method, self.color, self.color_source, self.batch = method, color, color_source, batch
+        self.streams = max(1, streams or min(2, torch.get_num_threads()))
         counts = (self.ir_src.count, self.vi_src.count)
         self.by_index = self.offset == 0 and counts[0] is not None and counts[0] == counts[1]
         self.expected = counts[0] if self.by_index else None  # output frames, when known up front
@@ -223,22 +226,35 @@ class VideoFusion:
         luma = [ycc[..., 0] if ycc is not None and a is src else to_gray(a) for a in (ir_a, vi_a)]
         return luma[0], luma[1], ycc
 
-    def _fuse_batch(self, pairs: list[tuple[Frame, Frame]]) -> Iterator[FusedFrame]:
-        prepared = [self._prepare(a, b) for a, b in pairs]
+    def _net(self, prepared: list) -> np.ndarray:
+        """The method on one batch of prepared pairs: (N, H, W) raw outputs (runs in a stream thread)."""
         ir_t = torch.from_numpy(np.stack([p[0] for p in prepared]))[:, None]
         vi_t = torch.from_numpy(np.stack([p[1] for p in prepared]))[:, None]
         with torch.inference_mode():
             out = self.method(ir_t, vi_t).float().cpu().numpy()[:, 0]
         if not np.all(np.isfinite(out)):
             raise EmmaError(f"{getattr(self.method, 'name', 'method')} produced NaN or infinite values")
-        for (ir_f, vi_f), (_, _, ycc), raw in zip(pairs, prepared, out):
-            fused = self._scale(raw)
+        return out
+
+    def _finish(self, pairs: list[tuple[Frame, Frame]], prepared: list, job) -> Iterator[FusedFrame]:
+        """Scale (in frame order: the smoothed range has state) and colour one batch's outputs."""
+        for (ir_f, vi_f), (ir_y, vi_y, ycc), raw in zip(pairs, prepared, job.result()):
+            fused = self._scale(keep_black(raw, ir_y, vi_y))  # as fuse_luma does for one image
             if ycc is not None:
-                ycc[..., 0] = fused
-                fused = ycbcr_to_rgb(ycc)
+                fused = colorize(fused, ycc)
             t = ir_f.time + self.offset if self._ir_leads else vi_f.time
             yield FusedFrame(self.report.frames, t, ir_f.index, vi_f.index, fused)
             self.report.frames += 1
+
+    def _batches(self, pairs: Iterator[tuple[Frame, Frame]]) -> Iterator[list[tuple[Frame, Frame]]]:
+        chunk: list[tuple[Frame, Frame]] = []
+        for pair in pairs:
+            chunk.append(pair)
+            if len(chunk) == self.batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     def __iter__(self) -> Iterator[FusedFrame]:
         ir_it, vi_it = (_prefetch(s, 4) for s in (self.ir_src, self.vi_src))
@@ -247,14 +263,16 @@ class VideoFusion:
                 pairs = pair_by_index(ir_it, vi_it, self.report.pairing)
             else:
                 pairs = pair_by_time(ir_it, vi_it, self.ir_src.fps, self.vi_src.fps, self.offset, self.report.pairing)
-            chunk: list[tuple[Frame, Frame]] = []
-            for pair in pairs:
-                chunk.append(pair)
-                if len(chunk) == self.batch:
-                    yield from self._fuse_batch(chunk)
-                    chunk = []
-            if chunk:
-                yield from self._fuse_batch(chunk)
+            # ``streams`` batches in flight, each network on its share of the threads (as fuse_folder)
+            with thread_streams(self.streams) as pool:
+                pending: deque = deque()
+                for chunk in self._batches(pairs):
+                    prepared = [self._prepare(a, b) for a, b in chunk]
+                    pending.append((chunk, prepared, pool.submit(self._net, prepared)))
+                    if len(pending) >= self.streams:
+                        yield from self._finish(*pending.popleft())
+                while pending:
+                    yield from self._finish(*pending.popleft())
         finally:
             ir_it.close()
             vi_it.close()
@@ -275,6 +293,7 @@ def fuse_video(
     offset: str | float | None = None,
     batch: int = 4,
     skip_bad: bool = False,
+    streams: int | None = None,
     **options,
 ) -> VideoFusion:
     """Fuse two frame streams; returns an iterator of :class:`FusedFrame` (float32 [0, 1] images).
@@ -291,6 +310,10 @@ def fuse_video(
             starts after the visible one (negative: before); pairing is then by timestamp.
         batch: frame pairs per network call.
         skip_bad: skip frames that fail to decode (counted in ``report.bad``) instead of raising.
+        streams: batches fused at once, each in its own thread with its share of torch's threads
+            (default ``min(2, torch threads)``, as :func:`emma_fusion.fuse_folder`); outputs are the
+            same to float32 rounding. The method must be thread-safe for ``streams > 1`` (the
+            built-in ones are).
 
     Pairing (see :mod:`emma_fusion.video.pairing`) is by index for equal known frame counts
     without offset, else by timestamp; ``.report`` counts dropped and repeated frames once the
@@ -298,7 +321,8 @@ def fuse_video(
     """
     fm = resolve_method(model, method, **options)
     return VideoFusion(ir, vi, fm, color=color, color_source=color_source, normalize=normalize,
-                       smooth_seconds=smooth_seconds, fps=fps, offset=offset, batch=batch, skip_bad=skip_bad)
+                       smooth_seconds=smooth_seconds, fps=fps, offset=offset, batch=batch, skip_bad=skip_bad,
+                       streams=streams)
 
 
 def _check_output(out: Path, inputs, overwrite: bool) -> None:
