@@ -1,4 +1,4 @@
-"""Score fixed, hand-made fusions of test pairs: what VIF, Qabf and TCR reward (docs/TRAINING.md).
+"""Score fixed, hand-made fusions of test pairs: what VIF, Qabf and TCR reward (docs/TRAINING_HISTORY.md).
 
     python scripts/composite_tradeoff.py --data ../shared/data --pairs 12
     python scripts/composite_tradeoff.py --datasets TNO --pairs 0 --model emma-default

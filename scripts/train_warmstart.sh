@@ -31,7 +31,7 @@ for p in MSRS/train/00003N.png MSRS/train/00881N.png MSRS/train/00001D.png \
   done
 done
 # VAL_ROADSCENE=N adds N more held-in RoadScene pairs (every 14th file): with SELECT=VIF+Qabf+TCR+SCD
-# this catches an output that turns into the infrared image (docs/TRAINING.md, "Phases 10-14").
+# this catches an output that turns into the infrared image (docs/TRAINING_HISTORY.md, "Phases 10-14").
 VAL_N=6
 if [ "${VAL_ROADSCENE:-0}" -gt 0 ]; then
   for n in $(ls "$DATA/RoadScene/train/ir" | awk 'NR % 14 == 0' | head -n "$VAL_ROADSCENE"); do
