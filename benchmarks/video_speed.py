@@ -99,31 +99,33 @@ def main() -> None:
         return run
 
     streams = min(2, args.threads)  # the default: min(2, torch threads), each stream its share of the threads
-    paths = {"cli-loop": cli_loop, "pair-loop": pair_loop,
-             "video fp32, batch 1, 1 stream": video("fp32", 1, 1),
-             f"video fp32, batch 1, {streams} stream(s)": video("fp32", 1, streams),
-             f"video fp32, batch 4, {streams} stream(s) (default)": video("fp32", 4, streams)}
-    if "bf16" in models:
-        paths[f"video bf16, batch 4, {streams} stream(s)"] = video("bf16", 4, streams)
-    if "onnx" in models:
-        paths["video onnxruntime, batch 4, 1 stream"] = video("onnx", 4, 1)
+    configs = [("fp32", 1, 1), ("fp32", 1, streams), ("fp32", 4, 1), ("fp32", 4, streams)]
+    configs += [("bf16", 4, streams)] if "bf16" in models else []
+    configs += [("onnx", 4, 1)] if "onnx" in models else []
+    paths = {"cli-loop": cli_loop, "pair-loop": pair_loop}
+    for model, batch, n in dict.fromkeys(configs):  # without repeats (streams = 1 with one thread)
+        default = " (default)" if (model, batch, n) == ("fp32", 4, streams) else ""
+        paths[f"video {model}, batch {batch}, {n} stream(s){default}"] = video(model, batch, n)
     fps: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}  # CPU seconds of this process per frame
     for r in range(args.rounds):
         for name, fn in paths.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             n = fn()
             fps[name].append(n / (time.perf_counter() - t))
-            print(f"round {r + 1}: {name}: {fps[name][-1]:.2f} fps", file=sys.stderr)
+            cpu[name].append((time.process_time() - c) / n)
+            print(f"round {r + 1}: {name}: {fps[name][-1]:.2f} fps, {cpu[name][-1]:.2f} CPU s/frame", file=sys.stderr)
     base = statistics.median(fps["pair-loop"])
     print(f"{args.frames} frames, {size[0]}x{size[1]}, {args.threads} threads, bf16 supported: {bf16}, "
           f"{args.rounds} rounds (median; range)\n")
-    print("| path | frames/s | vs pair-loop | vs cli-loop |\n|---|---:|---:|---:|")
+    print("| path | frames/s (range) | vs pair-loop | vs cli-loop | CPU s / frame |\n|---|---:|---:|---:|---:|")
     cli = statistics.median(fps["cli-loop"])
     for name, v in fps.items():
         m = statistics.median(v)
-        print(f"| {name} | {m:.2f} ({min(v):.2f}-{max(v):.2f}) | {m / base:.2f}x | {m / cli:.1f}x |")
+        cpu_s = "(child processes)" if name == "cli-loop" else f"{statistics.median(cpu[name]):.2f}"
+        print(f"| {name} | {m:.2f} ({min(v):.2f}-{max(v):.2f}) | {m / base:.2f}x | {m / cli:.1f}x | {cpu_s} |")
     if args.json:
-        args.json.write_text(json.dumps({"fps": fps, "frames": args.frames, "size": size, "threads": args.threads}))
+        args.json.write_text(json.dumps({"fps": fps, "cpu_s_per_frame": cpu, "frames": args.frames, "size": size, "threads": args.threads}))
 
 
 if __name__ == "__main__":

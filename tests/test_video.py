@@ -194,6 +194,8 @@ def test_bad_inputs_one_error_line(videos, tmp_path, capsys):
     cut.write_bytes(videos["vi"].read_bytes()[:2000])
     code, _, err = run(capsys, "fuse", videos["ir"], cut, "-o", tmp_path / "g.mp4", "-m", "average")
     assert code == 2 and err.startswith("error: cannot read video") and err.count("\n") == 1
+    code, _, err = run(capsys, "fuse", videos["ir"], videos["vi"], "-o", tmp_path / "f.png", "-m", "average")
+    assert code == 2 and "a video file" in err and not (tmp_path / "f.png").exists()
     before = videos["ir"].read_bytes()
     code, _, err = run(capsys, "fuse", videos["ir"], videos["vi"], "-o", videos["ir"], "-m", "average")
     assert code == 2 and "is the input file" in err and videos["ir"].read_bytes() == before
@@ -271,3 +273,14 @@ def test_video_source_reads_16_bit_gray(tmp_path):
     frames = list(VideoSource(path))
     assert [f.image.dtype for f in frames] == [np.uint16] * 2 and frames[1].image[0, 0] == 60000
     assert torch.get_num_threads() >= 1
+
+
+def test_bench_sequence_reports_ts(tmp_path, capsys):
+    for i, (a, b) in enumerate(zip(llvip("ir", 4), llvip("vi", 4))):
+        write_image(tmp_path / "seq" / "ir" / f"{i}.png", a)
+        write_image(tmp_path / "seq" / "vi" / f"{i}.png", b)
+    code, out, err = run(capsys, "bench", "-d", tmp_path / "seq", "-o", tmp_path / "out", "-m", "average",
+                         "--metrics", "EN", "--no-html", "--jobs", 1, "--no-isolate", "--no-progress", "--sequence")
+    assert code in (0, None), err
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("seq average:"))
+    assert 0 < float(line.rsplit(" ", 1)[1]) <= 1.0

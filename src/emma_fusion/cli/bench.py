@@ -47,6 +47,7 @@ def bench_command(
     report_md: Optional[Path] = typer.Option(None, "--report-md", help="Also write the Markdown report here (crop panels beside it), e.g. docs/RESULTS.md."),
     title: str = typer.Option("Fusion benchmark", "--title", help="Report title."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    sequence: bool = typer.Option(False, "--sequence", help="Each dataset is the frames of one video (in file-name order): also report temporal stability TS per method."),
 ) -> None:
     """Benchmark fusion methods on datasets: metrics, ranks, image grids, crops and speed."""
     from ..bench import BenchConfig, run_bench
@@ -77,6 +78,12 @@ def bench_command(
                f"{res.seconds:.0f} s")
     typer.echo("mean rank (first places):")
     typer.echo(overview_markdown(res).rstrip())
+    if sequence:
+        from ..metrics.temporal import bench_sequences
+
+        typer.echo("temporal stability TS (frame sequences; lower is steadier, <= ~1: no change the sources lack):")
+        for (dataset, label), value in bench_sequences(res).items():
+            typer.echo(f"  {dataset} {label}: {value:.4f}")
     for name, path in res.files.items():
         typer.echo(f"{name}: {path}")
 

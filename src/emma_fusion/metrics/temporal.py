@@ -22,7 +22,7 @@ from ..errors import EmmaError
 from .dataset import pair_folders
 from .reading import read_metric_image
 
-__all__ = ["SEQUENCE_METRICS", "frame_change", "temporal_stability", "score_sequence"]
+__all__ = ["SEQUENCE_METRICS", "frame_change", "temporal_stability", "score_sequence", "bench_sequences"]
 
 #: Metrics of whole frame sequences: name -> (higher is better, description).
 SEQUENCE_METRICS = {"TS": (False, "temporal stability: fused frame-to-frame change over the sources' (<= ~1: none added)")}
@@ -71,3 +71,18 @@ def score_sequence(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike, fused_d
         return (read_metric_image(paths[k]) for paths in jobs.values())
 
     return {"TS": temporal_stability(frames(0), frames(1), frames(2))}
+
+
+def bench_sequences(res) -> dict[tuple[str, str], float]:
+    """``{(dataset, method label): TS}`` of an ``emma bench`` result whose datasets are frame sequences.
+
+    Each dataset's pairs, in stem order, are the frames; a method's fused frames that are missing
+    are left out of its sequence (the rest still count as consecutive).
+    """
+    out = {}
+    for ds in res.datasets:
+        for label in res.methods_on(ds.name):
+            frames = [(res.fused[k], p.ir, p.vi) for p in ds.pairs if (k := (ds.name, p.stem, label)) in res.fused]
+            if len(frames) >= 2:
+                out[(ds.name, label)] = temporal_stability(*((read_metric_image(f[i]) for f in frames) for i in range(3)))
+    return out

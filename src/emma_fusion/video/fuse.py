@@ -28,10 +28,10 @@ from ..api import Color, ColorSource, _check_options, _color_source, resolve_met
 from ..concurrency import sigint_deferred, thread_streams
 from ..core import keep_black, normalize_output
 from ..errors import EmmaError, Interrupted
-from ..io import (check_not_input, colorize, ensure_writable_dir, list_images, pair_by_stem, rgb_to_ycbcr,
+from ..io import (IMAGE_SUFFIXES, check_not_input, colorize, ensure_writable_dir, list_images, pair_by_stem, rgb_to_ycbcr,
                   to_array, to_gray, write_image)
 from ..methods.base import FusionMethod
-from .io import Frame, FolderSource, is_video, open_source, write_video
+from .io import VIDEO_SUFFIXES, Frame, FolderSource, is_video, open_source, write_video
 from .pairing import PairingReport, pair_by_index, pair_by_time, parse_offset
 
 __all__ = ["VideoNormalize", "RangeSmoother", "FusedFrame", "VideoReport", "VideoFusion", "fuse_video",
@@ -328,6 +328,8 @@ def fuse_video(
 def _check_output(out: Path, inputs, overwrite: bool) -> None:
     """Before any work: not an input, not an existing file/frames unless ``overwrite``, folder writable."""
     check_not_input(out, [p for p in inputs if _is_path(p)])
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise EmmaError(f"video fuses into a video file ({', '.join(VIDEO_SUFFIXES)}) or a folder of frames, not {out.name}")
     if is_video(out):
         if out.is_dir():
             raise EmmaError(f"output {out} is a folder; give a video file name")
