@@ -1,4 +1,4 @@
-"""scripts/composite_tradeoff.py: the hand-made fusions behind the TNO trade-off in docs/TRAINING.md."""
+"""scripts/composite_tradeoff.py: the hand-made fusions behind the TNO trade-off in docs/TRAINING_HISTORY.md."""
 
 import importlib.util
 from pathlib import Path
