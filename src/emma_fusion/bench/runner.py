@@ -36,7 +36,7 @@ __all__ = ["BENCH_METRICS", "run_bench"]
 log = logging.getLogger(__name__)
 
 #: Metrics of the default benchmark: EMMA's six (EN, SD, SF, AG, SCD, VIF) plus Qabf, SSIM, MI.
-BENCH_METRICS = ("EN", "SD", "SF", "AG", "SCD", "VIF", "Qabf", "SSIM", "MI", "TCR")
+BENCH_METRICS = ("EN", "SD", "SF", "AG", "SCD", "VIF", "Qabf", "SSIM", "MI", "TCR", "SKY")
 
 _FUSE_V = "bench-fuse-v1"
 _SCORE_V = "bench-metrics-v1"
