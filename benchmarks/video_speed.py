@@ -100,11 +100,11 @@ def main() -> None:
 
     streams = min(2, args.threads)  # the default: min(2, torch threads), each stream its share of the threads
     configs = [("fp32", 1, 1), ("fp32", 1, streams), ("fp32", 4, 1), ("fp32", 4, streams)]
-    configs += [("bf16", 4, streams)] if "bf16" in models else []
+    configs += [("bf16", 1, streams), ("bf16", 4, streams)] if "bf16" in models else []
     configs += [("onnx", 4, 1)] if "onnx" in models else []
     paths = {"cli-loop": cli_loop, "pair-loop": pair_loop}
     for model, batch, n in dict.fromkeys(configs):  # without repeats (streams = 1 with one thread)
-        default = " (default)" if (model, batch, n) == ("fp32", 4, streams) else ""
+        default = " (default)" if (model, batch, n) == ("fp32", 1, streams) else ""
         paths[f"video {model}, batch {batch}, {n} stream(s){default}"] = video(model, batch, n)
     fps: dict[str, list[float]] = {k: [] for k in paths}
     cpu: dict[str, list[float]] = {k: [] for k in paths}  # CPU seconds of this process per frame

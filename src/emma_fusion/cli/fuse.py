@@ -50,7 +50,7 @@ def fuse_command(
     offset: Optional[str] = typer.Option(None, "--offset", help="Video: seconds (0.5) or infrared frames (12f) by which the infrared stream starts after the visible one."),
     lossless: bool = typer.Option(False, "--lossless", help="Video: lossless FFV1 (.mkv/.avi) instead of H.264."),
     skip_bad: bool = typer.Option(False, "--skip-bad-frames", help="Video: skip frames that fail to decode (counted) instead of stopping."),
-    batch: int = typer.Option(4, "--batch", min=1, help="Video: frame pairs per network call."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Video: frame pairs per network call (default 1 on the CPU, 4 on CUDA)."),
 ) -> None:
     """Fuse an infrared/visible (or CT-PET-SPECT/MRI) pair, or two folders of pairs."""
     _check_options(bits, tile, threads, precision, device)

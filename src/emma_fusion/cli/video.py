@@ -22,7 +22,7 @@ def wants_video(ir: Optional[Path], vi: Optional[Path], out: Optional[Path]) -> 
 
 def fuse_video_command(ir: Optional[Path], vi: Optional[Path], out: Optional[Path], *, mopts: dict, opts: dict,
                        overwrite: bool, fps: Optional[float], offset: Optional[str], lossless: bool,
-                       skip_bad: bool, batch: int, progress: bool = True) -> None:
+                       skip_bad: bool, batch: Optional[int], progress: bool = True) -> None:
     """Fuse, then print the output path and one summary line (frames, rate, size, pairing) on stderr."""
     from ..video import fuse_video_files
 

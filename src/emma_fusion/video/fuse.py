@@ -291,7 +291,7 @@ def fuse_video(
     smooth_seconds: float = 1.0,
     fps: float | None = None,
     offset: str | float | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     skip_bad: bool = False,
     streams: int | None = None,
     **options,
@@ -308,7 +308,8 @@ def fuse_video(
         fps: frame rate of frame folders and iterables (the output takes it).
         offset: seconds (``0.5``) or infrared frames (``"12f"``) by which the infrared stream
             starts after the visible one (negative: before); pairing is then by timestamp.
-        batch: frame pairs per network call.
+        batch: frame pairs per network call; default 1 on the CPU (batches of 4 cost 20% more CPU
+            time per frame there, benchmarks/video_speed.py), 4 with ``device="cuda"`` (not measured).
         skip_bad: skip frames that fail to decode (counted in ``report.bad``) instead of raising.
         streams: batches fused at once, each in its own thread with its share of torch's threads
             (default ``min(2, torch threads)``, as :func:`emma_fusion.fuse_folder`); outputs are the
@@ -320,6 +321,7 @@ def fuse_video(
     iteration is over. Decoding runs in background threads while the network runs.
     """
     fm = resolve_method(model, method, **options)
+    batch = batch or (4 if str(options.get("device", "cpu")).startswith("cuda") else 1)
     return VideoFusion(ir, vi, fm, color=color, color_source=color_source, normalize=normalize,
                        smooth_seconds=smooth_seconds, fps=fps, offset=offset, batch=batch, skip_bad=skip_bad,
                        streams=streams)
