@@ -116,3 +116,17 @@ def test_shipped_recipe_config_loads():
     assert cfg.monitor.val_list == "configs/val_pairs.txt" and "SKY" in cfg.monitor.select
     lines = [ln for ln in (root / "configs" / "val_pairs.txt").read_text().splitlines() if ln and not ln.startswith("#")]
     assert all("/test/" not in ln for ln in lines)  # validation never reads a test split
+
+
+def test_the_surround_of_a_warm_target_is_not_sky():
+    """A warm target in front of a bright flat wall: its cold-looking surround (below the raised
+    31 x 31 mean) is the target's background, whose contrast TCR measures; far from it, sky."""
+    vi = np.full((96, 160), 220.0)
+    ir = np.full((96, 160), 40.0) + 6.0 * (np.arange(96) % 4 == 0)[:, None]  # cold sky, streaked
+    ir[40:56, 30:38] = 240.0  # warm target
+    m = sky_mask(ir, vi)
+    assert not m[25:71, 15:53].any()  # within 15 px of the target
+    assert m[16:-16, 90:-16].mean() > 0.7  # far from it (the streak rows themselves are warmer)
+    mt = sky_mask_torch(torch.tensor(ir / 255, dtype=torch.float32)[None, None],
+                        torch.tensor(vi / 255, dtype=torch.float32)[None, None])[0, 0].numpy() > 0
+    assert not mt[25:71, 15:53].any() and mt[16:-16, 90:-16].mean() > 0.7

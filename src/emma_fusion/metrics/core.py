@@ -27,7 +27,7 @@ from .fmi import fmi
 from .reading import as_metric_array
 from .registry import check_size, resolve_names
 
-__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask", "sky_mask", "SKY_MIN_COVER"]
+__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask", "sky_mask", "SKY_MIN_COVER", "SKY_WARM_MARGIN"]
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,26 @@ def warm_target_mask(ir: np.ndarray) -> np.ndarray:
 SKY_MIN_COVER = 0.02
 
 
+#: SKY's mask leaves out everything within 15 px of a pixel this much warmer than its 31 x 31 mean.
+SKY_WARM_MARGIN = 30.0
+
+
 def sky_mask(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     """Where SKY looks: bright, flat visible background in front of which the infrared is locally colder.
 
-    ``vi >= 170``, the local standard deviation of ``vi`` over 15 x 15 below 8, and
-    ``local_contrast(ir) < 0`` (the infrared colder than its 31 x 31 surroundings: a clear sky behind
-    warm trees, never a warm target). ir, vi: (H, W) float arrays of gray levels 0..255; returns
+    ``vi >= 170``, the local standard deviation of ``vi`` over 15 x 15 below 8, ``local_contrast(ir) < 0``
+    (the infrared colder than its 31 x 31 surroundings: a clear sky), and no pixel within 15 px (a
+    31 x 31 window) whose ``local_contrast(ir)`` exceeds :data:`SKY_WARM_MARGIN`: the cold-looking
+    surround of a warm target (or of warm trees at a skyline) is the target's background, whose
+    contrast TCR measures, not sky. ir, vi: (H, W) float arrays of gray levels 0..255; returns
     (H, W) bool. The training term ``content_sky_weight`` uses the same mask
     (:func:`emma_fusion.train.losses.sky_mask_torch`).
     """
     mean = cv2.blur(vi, (15, 15), borderType=cv2.BORDER_REFLECT)
     var = cv2.blur(vi * vi, (15, 15), borderType=cv2.BORDER_REFLECT) - mean * mean
-    return (vi >= 170.0) & (var < 64.0) & (local_contrast(ir) < 0)
+    ci = local_contrast(ir)
+    near_warm = cv2.dilate((ci > SKY_WARM_MARGIN).astype(np.uint8), np.ones((31, 31), np.uint8)) > 0
+    return (vi >= 170.0) & (var < 64.0) & (ci < 0) & ~near_warm
 
 
 def _valid_sep_filter(img: np.ndarray, k: np.ndarray) -> np.ndarray:

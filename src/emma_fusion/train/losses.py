@@ -33,6 +33,7 @@ from kornia.filters import spatial_gradient
 from torch import nn
 
 from ..errors import EmmaError
+from ..metrics.core import SKY_WARM_MARGIN
 from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
@@ -121,14 +122,17 @@ def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
 def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
     """The SKY metric's mask (:func:`emma_fusion.metrics.sky_mask`) on tensors in [0, 1].
 
-    ``vi >= 170/255``, local std of ``vi`` over 15 x 15 below ``8/255``, and ``ir`` below its own
+    ``vi >= 170/255``, local std of ``vi`` over 15 x 15 below ``8/255``, ``ir`` below its own
+    31 x 31 mean, and no pixel within 15 px more than ``SKY_WARM_MARGIN / 255`` above its own
     31 x 31 mean: a bright, flat visible background in front of which the infrared is locally
-    colder (a clear sky behind warm trees), never a warm target. ir, vi: (N, 1, H, W), H, W > 15;
-    returns a float (N, 1, H, W) mask of 0s and 1s.
+    colder (a clear sky), never a warm target or the background right around one. ir, vi:
+    (N, 1, H, W), H, W > 15; returns a float (N, 1, H, W) mask of 0s and 1s.
     """
     mean = _box_mean(vi, 15)
     var = _box_mean(vi * vi, 15) - mean * mean
-    m = (vi >= 170.0 / 255.0) & (var < (8.0 / 255.0) ** 2) & (ir < _box_mean(ir, 31))
+    ci = ir - _box_mean(ir, 31)
+    near_warm = F.max_pool2d((ci > SKY_WARM_MARGIN / 255.0).to(vi.dtype), 31, stride=1, padding=15) > 0
+    m = (vi >= 170.0 / 255.0) & (var < (8.0 / 255.0) ** 2) & (ci < 0) & ~near_warm
     return m.to(vi.dtype)
 
 
