@@ -18,7 +18,7 @@ from emma_fusion.weights import packaged_models
 NIGHT = ["00004N", "00016N", "00028N", "00040N"]  # MSRS test pairs with pedestrians at night
 
 
-@pytest.fixture(scope="module", params=["emma-default", "emma-sharp"])
+@pytest.fixture(scope="module", params=["emma-default", "emma-sharp", "emma-sky"])
 def night_scores(request):
     if request.param not in packaged_models():
         pytest.skip(f"{request.param} is not shipped in this checkout")
@@ -49,3 +49,23 @@ def test_warm_targets_are_kept_at_night(night_scores):
 def test_better_than_averaging_on_vif_and_qabf(night_scores):
     for key in ("VIF", "Qabf"):
         assert _mean(night_scores["emma"], key) > _mean(night_scores["average"], key), key
+
+
+DAYTIME = ["FLIR_04593", "FLIR_06325", "FLIR_04688"]  # RoadScene test pairs with a bright sky
+
+
+def test_emma_sky_keeps_daytime_skies_bright(shared):
+    """emma-sky's purpose (issue 26): where emma-default turns a bright visible sky slate grey
+    (SKY about 0.5), it keeps it at least 0.9 as bright as the visible image."""
+    if "emma-sky" not in packaged_models():
+        pytest.skip("emma-sky is not shipped in this checkout")
+    root = shared("data", "RoadScene", "test")
+    sky = {m: [] for m in ("emma-default", "emma-sky")}
+    for stem in DAYTIME:
+        ir = read_metric_image(root / "ir" / f"{stem}.jpg")
+        vi = read_metric_image(root / "vi" / f"{stem}.jpg")
+        for m in sky:
+            f = emma_fusion.fuse(ir / 255.0, vi / 255.0, emma_fusion.load_model(m), color="gray", threads=1)
+            sky[m].append(compute(quantize_fused(f), ir, vi, ["SKY"])["SKY"])
+    assert np.mean(sky["emma-sky"]) >= 0.9, sky
+    assert np.mean(sky["emma-default"]) < 0.7, sky  # the flaw it fixes
