@@ -111,8 +111,8 @@ def test_shipped_recipe_config_loads():
     from emma_fusion.train.config import load_config
 
     root = Path(__file__).resolve().parents[1]
-    cfg = load_config("fusion", root / "configs" / "emma-default.toml")
-    assert cfg.content_sky_weight > 0 and cfg.content_signed and cfg.init_weights == ""
+    cfg = load_config("fusion", root / "configs" / "emma-sky.toml")
+    assert cfg.content_sky_weight > 0 and cfg.content_signed and cfg.init_weights == "emma-default"
     assert cfg.monitor.val_list == "configs/val_pairs.txt" and "SKY" in cfg.monitor.select
     lines = [ln for ln in (root / "configs" / "val_pairs.txt").read_text().splitlines() if ln and not ln.startswith("#")]
     assert all("/test/" not in ln for ln in lines)  # validation never reads a test split
