@@ -44,6 +44,9 @@ __all__ = [
     "save_config",
     "config_to_toml",
     "apply_overrides",
+    "PHASE_KEYS",
+    "phase_configs",
+    "phase_lr",
 ]
 
 
@@ -162,7 +165,13 @@ class SensingConfig(_RunFields):
 
 @dataclass
 class FusionConfig(_RunFields):
-    """Stage 2: the U-Fuser with frozen A_i, A_v and the loss of Eq. 6 (or an ablation)."""
+    """Stage 2: the U-Fuser with frozen A_i, A_v and the loss of Eq. 6 (or an ablation).
+
+    ``phases`` (optional) makes one run a curriculum: a list of tables, each with ``steps`` and any
+    of :data:`PHASE_KEYS` (the ``content_*`` loss settings, ``lr``, ``lr_min``), each applied on top
+    of this table's values (not of the previous phase's). The run is the sum of the phases' steps; within each phase the
+    learning rate decays from its ``lr`` to its ``lr_min`` on a cosine (:func:`phase_configs`).
+    """
 
     sensing: str = ""
     sensing_ir: str = ""
@@ -186,6 +195,7 @@ class FusionConfig(_RunFields):
     content_vif_max_gain: float = 0.0
     content_vif_visible_share: float = 0.5
     content_sky_weight: float = 0.0
+    phases: list[dict[str, Any]] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
@@ -195,6 +205,51 @@ class FusionConfig(_RunFields):
 
 
 StageConfig = typing.Union[SensingConfig, FusionConfig]
+
+#: What a curriculum phase (``FusionConfig.phases``) may set besides ``steps``: the content loss and
+#: the learning rate. Everything else (data, batch, validation) is the run's.
+PHASE_KEYS = frozenset({"lr", "lr_min"} | {f.name for f in dataclasses.fields(FusionConfig) if f.name.startswith("content_")})
+
+
+def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
+    """The phases of a curriculum run as ``(first step, configuration of that phase)``, in order.
+
+    Without ``cfg.phases`` the run is one phase: ``[(0, cfg)]``. A phase's ``lr``/``lr_min`` default to
+    ``cfg.optim``'s; its other keys override ``cfg``'s. Raises :class:`EmmaError` on an unknown key, a
+    phase without ``steps >= 1``, or ``cfg.steps`` set to something other than the phases' sum.
+    """
+    if not cfg.phases:
+        return [(0, cfg)]
+    out, start = [], 0
+    for n, phase in enumerate(cfg.phases, 1):
+        where = f"fusion.phases[{n}]"
+        if not isinstance(phase, dict):
+            raise EmmaError(f"config {where} must be a table")
+        unknown = set(phase) - PHASE_KEYS - {"steps"}
+        if unknown:
+            raise EmmaError(f"config {where}: {', '.join(sorted(unknown))} cannot change between phases "
+                            f"(a phase sets steps, lr, lr_min and content_* keys)")
+        steps = phase.get("steps")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise EmmaError(f"config {where} needs steps = N (N >= 1), got {steps!r}")
+        loss = {k: v for k, v in phase.items() if k.startswith("content_")}
+        optim = {k: v for k, v in phase.items() if k in ("lr", "lr_min")}
+        merged = _merge(cfg, {**loss, "optim": {**optim, "schedule": "cosine"}, "steps": steps, "phases": []}, where)
+        out.append((start, merged))
+        start += steps
+    if cfg.steps and cfg.steps != start:
+        raise EmmaError(f"steps = {cfg.steps} but the phases add up to {start} steps; leave steps out "
+                        "(the phases set the run's length)")
+    return out
+
+
+def phase_lr(phases: list[tuple[int, FusionConfig]], step: int) -> float:
+    """The learning rate at ``step`` of a curriculum: a cosine from the phase's ``lr`` to its
+    ``lr_min`` over the phase's steps (the last phase's ``lr_min`` after the end)."""
+    start, cfg = next((s, c) for s, c in reversed(phases) if s <= step)
+    t = min(1.0, (step - start) / max(1, cfg.steps))
+    lo, hi = cfg.optim.lr_min, cfg.optim.lr
+    return lo + (hi - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
 _CLASSES: dict[str, type] = {"sensing": SensingConfig, "fusion": FusionConfig}
 
 
@@ -351,7 +406,12 @@ def load_config(stage: str, path: str | os.PathLike | None = None, preset_name: 
             raise EmmaError(f"config {p} has no [{stage}] table")
         table = doc[stage]
     base = preset(preset_name or file_preset or "paper", stage)
-    return _merge(base, table, stage)
+    if table.get("phases") and "steps" not in table:
+        table = {**table, "steps": 0}  # the phases set the run's length, not the preset
+    cfg = _merge(base, table, stage)
+    if isinstance(cfg, FusionConfig):
+        phase_configs(cfg)  # a mistake in the phases is reported now, not hours into the run
+    return cfg
 
 
 # -- TOML writing ----------------------------------------------------------------------------

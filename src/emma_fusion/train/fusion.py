@@ -8,6 +8,7 @@ the run, when the U-Fuser starts to fool the sensing nets.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from functools import partial
@@ -24,7 +25,7 @@ from torch import nn
 from ..errors import EmmaError
 from ..nets import UFuser
 from ..weights import load_model, load_weights_into, packaged_models, save_weights
-from .config import FusionConfig, MonitorConfig
+from .config import FusionConfig, MonitorConfig, phase_configs, phase_lr
 from .data import PairedCrops
 from .loop import (Runtime, Stage, StopTraining, notes, rank_indices, run_stage, setup_runtime, steps_per_epoch,
                    total_steps)
@@ -34,7 +35,7 @@ from .sensing import GATE_FILE, SENSING_FILES
 from .transforms import TransformSampler
 
 __all__ = ["train_fusion", "FusionObjective", "ArtefactMonitor", "hf_energy", "make_sampler", "check_gate",
-           "selection_score", "effective_select", "FUSER_FILE", "BEST_FILE"]
+           "selection_score", "effective_select", "make_loss", "FUSER_FILE", "BEST_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,28 @@ def hf_energy(x: torch.Tensor) -> torch.Tensor:
 
 
 class FusionObjective(nn.Module):
-    """:class:`~emma_fusion.train.losses.EmmaLoss` plus the per-step transform draw; DDP wraps this."""
+    """:class:`~emma_fusion.train.losses.EmmaLoss` plus the per-step transform draw; DDP wraps this.
 
-    def __init__(self, loss: EmmaLoss, sampler: TransformSampler, seed: int, rank: int = 0) -> None:
+    ``phases``: a curriculum's later losses as ``(first step, loss)``; from that step on, that loss
+    is used instead of ``loss`` (all of them share the one U-Fuser).
+    """
+
+    def __init__(self, loss: EmmaLoss, sampler: TransformSampler, seed: int, rank: int = 0,
+                 phases: list[tuple[int, EmmaLoss]] | None = None) -> None:
         super().__init__()
-        self.loss, self.sampler, self.seed, self.rank = loss, sampler, seed, rank
+        self.base, self.sampler, self.seed, self.rank = loss, sampler, seed, rank
+        self.starts = [s for s, _ in phases or []]
+        self.later = nn.ModuleList([x for _, x in phases or []])
+        self.current = 0  # index of the phase in use: 0 is ``base``
+
+    def loss_at(self, step: int) -> EmmaLoss:
+        """The loss of the phase that ``step`` belongs to."""
+        return ([self.base, *self.later])[sum(step >= s for s in self.starts)]
+
+    @property
+    def loss(self) -> EmmaLoss:
+        """The loss of the phase in use (the last step's)."""
+        return ([self.base, *self.later])[self.current]
 
     def transforms(self, step: int, height: int, width: int):
         """The transform stack of ``step`` (empty when the ablation uses none)."""
@@ -93,6 +111,7 @@ class FusionObjective(nn.Module):
         return self.sampler.sample(height, width, gen)
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor, step: int = 0):
+        self.current = sum(step >= s for s in self.starts)
         out = self.loss(ir, vi, self.transforms(step, ir.shape[-2], ir.shape[-1]))
         return out.total.float(), out.terms
 
@@ -316,7 +335,7 @@ def _build_data(cfg: FusionConfig, seed: int) -> PairedCrops:
     d = cfg.data
     if d.crop % UFuser.multiple or (EmmaLoss.needs_sensing(cfg.ablation) and d.crop % 16):
         raise EmmaError(f"the fusion crop must be a multiple of 16 (8 without sensing nets), not {d.crop}")
-    if cfg.content_vif_weight > 0 and d.crop < VIF_MIN_SIZE:
+    if any(c.content_vif_weight > 0 for _, c in phase_configs(cfg)) and d.crop < VIF_MIN_SIZE:
         raise EmmaError(f"content_vif_weight needs a crop of at least {VIF_MIN_SIZE} pixels (VIF's four scales), "
                         f"e.g. 48; not {d.crop}")
     return PairedCrops(d.sets, d.crop, min_contrast=d.min_contrast, max_tries=d.max_tries,
@@ -337,6 +356,34 @@ def _restore_monitor(monitor: ArtefactMonitor | None, state: dict[str, Any]) -> 
         monitor.reference.update(state.get("monitor_reference", {}))
 
 
+def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] | None) -> EmmaLoss:
+    """The stage-2 loss that ``cfg`` describes (Eq. 6 or an ablation, with its content settings)."""
+    return EmmaLoss(fuser, sense and sense["ir"], sense and sense["vi"], a1=cfg.a1, a2=cfg.a2,
+                    ablation=cfg.ablation, plain_grad=cfg.plain_grad, content_weight=cfg.content_weight,
+                    content=partial(content_loss, grad_weight=cfg.content_grad_weight, signed=cfg.content_signed,
+                                    grad_gain=cfg.content_grad_gain, ir_margin=cfg.content_ir_margin,
+                                    base_weight=cfg.content_base_weight, base_size=cfg.content_base_size,
+                                    polarity=cfg.content_polarity, vif_weight=cfg.content_vif_weight,
+                                    qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain,
+                                    vif_visible_share=cfg.content_vif_visible_share,
+                                    sky_weight=cfg.content_sky_weight))
+
+
+def _loss_summary(cfg: FusionConfig) -> str:
+    """One line naming a phase's content loss: ``texture 10 (signed, x1.15), VIF 6 (cap 1.3), Qabf 16, sky 2``."""
+    texture = f"texture {cfg.content_grad_weight:g}"
+    if cfg.content_signed or cfg.content_grad_gain != 1.0:
+        texture += f" ({'signed' if cfg.content_signed else 'unsigned'}, x{cfg.content_grad_gain:g})"
+    parts = [texture]
+    if cfg.content_vif_weight:
+        parts.append(f"VIF {cfg.content_vif_weight:g}" + (f" (cap {cfg.content_vif_max_gain:g})" if cfg.content_vif_max_gain else ""))
+    if cfg.content_qabf_weight:
+        parts.append(f"Qabf {cfg.content_qabf_weight:g}")
+    if cfg.content_sky_weight:
+        parts.append(f"sky {cfg.content_sky_weight:g}")
+    return ", ".join(parts)
+
+
 def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     """Train the U-Fuser; return the final weights file ``OUT/ufuser.safetensors``."""
     cfg = config
@@ -352,16 +399,14 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     if sense:
         for a in sense.values():
             a.to(rt.device)
-    loss = EmmaLoss(fuser, sense and sense["ir"], sense and sense["vi"], a1=cfg.a1, a2=cfg.a2,
-                    ablation=cfg.ablation, plain_grad=cfg.plain_grad, content_weight=cfg.content_weight,
-                    content=partial(content_loss, grad_weight=cfg.content_grad_weight, signed=cfg.content_signed,
-                                    grad_gain=cfg.content_grad_gain, ir_margin=cfg.content_ir_margin,
-                                    base_weight=cfg.content_base_weight, base_size=cfg.content_base_size,
-                                    polarity=cfg.content_polarity, vif_weight=cfg.content_vif_weight,
-                                    qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain,
-                                    vif_visible_share=cfg.content_vif_visible_share,
-                                    sky_weight=cfg.content_sky_weight))
-    objective = FusionObjective(loss, make_sampler(cfg), cfg.seed, rt.rank)
+    phases = phase_configs(cfg)
+    if cfg.phases:
+        cfg = dataclasses.replace(cfg, steps=sum(c.steps for _, c in phases))
+        for n, (start, c) in enumerate(phases, 1):
+            notes.info("phase %d of %d: steps %d-%d, lr %.3g -> %.3g, %s", n, len(phases), start + 1,
+                       start + c.steps, c.optim.lr, c.optim.lr_min, _loss_summary(c))
+    losses = [(start, make_loss(c, fuser, sense)) for start, c in phases]
+    objective = FusionObjective(losses[0][1], make_sampler(cfg), cfg.seed, rt.rank, phases=losses[1:])
     spe = steps_per_epoch(data.epoch_size(cfg.data.crops_per_image), 1, cfg.batch, rt.world)
     fuser.to(rt.device)
     monitor = None
@@ -370,7 +415,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
         monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe,
                                   last_step=total_steps(cfg, spe))
     log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
-             cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if loss.uses_transforms else 0)
+             cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if objective.loss.uses_transforms else 0)
     stage = Stage(
         name="fusion",
         models={"ufuser": fuser},
@@ -382,6 +427,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                              "monitor_best": monitor.best if monitor else -float("inf"),
                              "monitor_reference": dict(monitor.reference) if monitor else {}},
         load_extra_state=lambda s: _restore_monitor(monitor, s),
+        lr_at=partial(phase_lr, phases) if cfg.phases else None,
     )
     step, out = run_stage(cfg, stage, rt, resume=resume)
     final = out / FUSER_FILE

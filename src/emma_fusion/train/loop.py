@@ -244,11 +244,15 @@ class Stage:
     broadcast_buffers: bool = False
     extra_state: Callable[[], dict[str, Any]] = field(default=lambda: {})
     load_extra_state: Callable[[dict[str, Any]], None] = field(default=lambda s: None)
+    lr_at: Callable[[int], float] | None = None  # a curriculum's learning rate at each step (else cfg.optim)
 
 
-def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int, total: int):
+def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int, total: int,
+               lr_at: Callable[[int], float] | None = None):
     params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    opt = torch.optim.Adam(params, lr=1.0 if lr_at else cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if lr_at is not None:  # base lr 1: the lambda gives the learning rate itself
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     if cfg.optim.schedule == "cosine":
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total), eta_min=cfg.optim.lr_min)
     if cfg.optim.schedule != "step":
@@ -288,7 +292,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
     for m in stage.models.values():
         m.to(rt.device, memory_format=rt.memory_format)
     stage.objective.to(rt.device, memory_format=rt.memory_format)
-    opt, sched = _optimizer(cfg, stage.models, spe, total)
+    opt, sched = _optimizer(cfg, stage.models, spe, total, stage.lr_at)
     start = 0
     if ckpt_dir is not None:
         ck = load_checkpoint(ckpt_dir, stage.models)

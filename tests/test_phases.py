@@ -1,0 +1,119 @@
+"""Curriculum runs (``fusion.phases``): one TOML, several loss/learning-rate phases, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emma_fusion.errors import EmmaError
+from emma_fusion.train import apply_overrides, load_config, preset, save_config, train_fusion
+from emma_fusion.train.config import phase_configs, phase_lr
+from emma_fusion.train.data import DatasetSpec, PairedCrops
+from emma_fusion.weights import load_state
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "emma-default.toml"
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(5)
+    for k in range(4):
+        ir = (rng.random((40, 48)) * 60).astype(np.uint8)
+        ir[10:22, 12 + k:20 + k] = 220  # a warm target
+        vi = np.clip(np.linspace(40, 200, 48)[None, :] + rng.normal(0, 12, (40, 48)), 0, 255).astype(np.uint8)
+        for sub, arr in (("ir", ir), ("vi", vi)):
+            (root / sub).mkdir(exist_ok=True)
+            Image.fromarray(arr).save(root / sub / f"p{k}.png")
+    return root
+
+
+def _cfg(root: Path, out: Path, phases: list[dict]):
+    cfg = apply_overrides(preset("warmstart", "fusion"), {
+        "out": str(out), "batch": 2, "steps": 0, "checkpoint_every": 2, "progress": False, "threads": 1,
+        "data.crop": 32, "monitor.every": 0, "monitor.val_every": 0})
+    cfg.data.sets = [DatasetSpec(root=str(root))]
+    cfg.phases = phases
+    return cfg
+
+
+TWO = [{"steps": 2, "content_grad_weight": 2.0, "lr": 1e-3, "lr_min": 1e-4},
+       {"steps": 3, "content_grad_weight": 10.0, "content_signed": True, "lr": 2e-4, "lr_min": 1e-5}]
+
+
+def _steps(out: Path) -> list[dict]:
+    return [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+
+
+def test_the_shipped_recipe_parses_into_three_phases_and_round_trips(tmp_path):
+    cfg = load_config("fusion", RECIPE)
+    phases = phase_configs(cfg)
+    assert [s for s, _ in phases] == [0, 1500, 2100]
+    assert sum(c.steps for _, c in phases) == 3000
+    last = phases[-1][1]
+    assert (last.content_signed, last.content_vif_weight, last.content_qabf_weight, last.content_sky_weight) == (True, 6.0, 16.0, 2.0)
+    assert phases[0][1].content_vif_weight == 0 and not phases[0][1].content_signed
+    assert load_config("fusion", save_config(cfg, tmp_path / "c.toml")) == cfg
+
+
+def test_learning_rate_is_a_cosine_within_each_phase():
+    phases = phase_configs(_cfg(Path("."), Path("x"), TWO))
+    assert phase_lr(phases, 0) == pytest.approx(1e-3)
+    assert phase_lr(phases, 1) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
+    assert phase_lr(phases, 2) == pytest.approx(2e-4)  # the second phase restarts at its own lr
+    assert phase_lr(phases, 5) == pytest.approx(1e-5) == phase_lr(phases, 99)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([{"steps": 2, "batch": 4}], "cannot change between phases"),
+    ([{"lr": 1e-3}], "needs steps"),
+    ([{"steps": 0}], "needs steps"),
+    ([{"steps": 2.5}], "needs steps"),
+])
+def test_bad_phases_are_one_line_errors(bad, match):
+    with pytest.raises(EmmaError, match=match):
+        phase_configs(_cfg(Path("."), Path("x"), bad))
+
+
+def test_explicit_steps_must_match_the_phases(tmp_path):
+    text = RECIPE.read_text().replace('out = "runs/recipe"', 'out = "runs/recipe"\nsteps = 100')
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(EmmaError, match="phases add up to 3000"):
+        load_config("fusion", tmp_path / "c.toml")
+
+
+def test_each_phase_trains_with_its_own_loss_and_learning_rate(pairs, tmp_path):
+    out = train_fusion(_cfg(pairs, tmp_path / "run", TWO)).parent
+    recs = _steps(out)
+    assert [r["step"] for r in recs] == [1, 2, 3, 4, 5]
+    # logged after each step: the learning rate of the next one
+    assert recs[0]["lr"] == pytest.approx(phase_lr(phase_configs(_cfg(pairs, out, TWO)), 1))
+    assert recs[1]["lr"] == pytest.approx(2e-4)
+    # texture weight 10 (signed) from step 3 on: the loss jumps well above phase 1's
+    assert recs[2]["loss"] > 2 * recs[1]["loss"]
+
+
+def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch):
+    ref = train_fusion(_cfg(pairs, tmp_path / "ref", TWO))
+    cfg = _cfg(pairs, tmp_path / "cut", TWO)
+    original = PairedCrops.batch
+
+    def crashing(self, indices):
+        if min(indices) >= 3 * cfg.batch:  # step 4's batch: after the step-2 checkpoint and the switch
+            raise KeyboardInterrupt
+        return original(self, indices)
+
+    monkeypatch.setattr(PairedCrops, "batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train_fusion(cfg)
+    monkeypatch.setattr(PairedCrops, "batch", original)
+    resumed = train_fusion(cfg, resume=True)
+    a, b = load_state(ref)[0], load_state(resumed)[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["lr"] for r in _steps(tmp_path / "ref")] == [r["lr"] for r in _steps(tmp_path / "cut")]
