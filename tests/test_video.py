@@ -180,6 +180,25 @@ def test_interrupt_leaves_no_file(videos, tmp_path):
         fuse_video_files(videos["ir"], videos["vi"], tmp_path / "frames", model=_InterruptAt(2), batch=2)
 
 
+class _TermAt(_InterruptAt):
+    """Sends this process SIGTERM (``kill PID``) on the n-th batch instead of raising."""
+
+    def __call__(self, ir, vi, key=None):
+        self.calls += 1
+        if self.calls == self.n:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # let the main thread take the signal
+        return (ir + vi) / 2
+
+
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_file(videos, tmp_path):
+    out = tmp_path / "f.mp4"
+    with pytest.raises(Interrupted, match=r"frame\(s\) fused; .*f.mp4 not written"):
+        fuse_video_files(videos["ir"], videos["vi"], out, model=_TermAt(2), batch=2)
+    assert list(tmp_path.iterdir()) == []  # no hidden temporary file either
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
+
+
 def test_bad_inputs_one_error_line(videos, tmp_path, capsys):
     data = videos["vi_ll"].read_bytes()
     trunc = tmp_path / "trunc.mkv"

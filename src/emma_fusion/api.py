@@ -144,7 +144,7 @@ def fuse_files(ir: str | os.PathLike, vi: str | os.PathLike, out: str | os.PathL
     ir_a, vi_a = read_image(ir), read_image(vi)
     out = check_output_path(out, (ir, vi), bits)
     if out.exists() and not overwrite:
-        raise EmmaError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
+        raise EmmaError(f"{out} exists; pass --overwrite to replace it (overwrite=True in Python)")
     fused = fuse(ir_a, vi_a, key=Path(ir).stem, **kwargs)
     return write_image(out, fused, bits=bits)
 

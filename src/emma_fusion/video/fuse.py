@@ -9,10 +9,12 @@ run at the same time, joined by short queues. Colour and black are handled as fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import queue
+import signal
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -347,6 +349,24 @@ def _check_output(out: Path, inputs, overwrite: bool) -> None:
         ensure_writable_dir(out)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, a job scheduler) stops the run as Ctrl-C does, so the
+    temporary video file is removed and the count reported (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def fuse_video_files(ir: Source, vi: Source, out: str | os.PathLike, *, overwrite: bool = False,
                      lossless: bool = False, progress: bool = False, **kwargs) -> VideoReport:
     """Fuse two streams (see :func:`fuse_video`) into a video file, or a folder of ``NNNNNN.png`` frames.
@@ -372,11 +392,12 @@ def fuse_video_files(ir: Source, vi: Source, out: str | os.PathLike, *, overwrit
             done += 1
 
     try:
-        if is_video(out):
-            write_video(out, images(), fusion.fps, lossless=lossless)
-        else:
-            for img in images():
-                write_image(out / f"{done:06d}.png", img)
+        with _sigterm_as_interrupt():
+            if is_video(out):
+                write_video(out, images(), fusion.fps, lossless=lossless)
+            else:
+                for img in images():
+                    write_image(out / f"{done:06d}.png", img)
     except KeyboardInterrupt:
         if is_video(out):
             raise Interrupted(f"{done} frame(s) fused; {out} not written (no partial file)") from None
