@@ -27,12 +27,24 @@ def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     return [r for r in recs if r.get("type") == "step"], [r for r in recs if "validation" in r]
 
 
+def _phase_starts(config: Path | None) -> list[int]:
+    """The first step of every phase after the first, from a run's ``config.toml`` (none: [])."""
+    if config is None:
+        return []
+    import tomllib
+
+    phases = tomllib.loads(config.read_text()).get("fusion", {}).get("phases", [])
+    return [int(s) for s in np.cumsum([p["steps"] for p in phases])[:-1]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("log", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--metrics", nargs="+", default=["VIF", "Qabf", "TCR"])
     ap.add_argument("--title", default="")
+    ap.add_argument("--phases", type=Path, default=None,
+                    help="a run's config.toml: mark where each of its fusion.phases starts, loss on a log scale")
     args = ap.parse_args(argv)
     steps, vals = read_log(args.log)
     if not steps:
@@ -54,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     ax2.set_xlabel("step")
     ax2.set_ylabel("validation (held-in pairs)")
     ax2.legend(frameon=False)
+    for start in _phase_starts(args.phases):
+        for ax in (ax1, ax2):
+            ax.axvline(start, color="0.5", linestyle=":", linewidth=0.8)
+    if args.phases:
+        ax1.set_yscale("log")
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
