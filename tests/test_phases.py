@@ -51,11 +51,12 @@ def _steps(out: Path) -> list[dict]:
     return [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
 
 
-def test_the_shipped_recipe_parses_into_three_phases_and_round_trips(tmp_path):
+def test_the_shipped_recipe_parses_into_four_phases_and_round_trips(tmp_path):
     cfg = load_config("fusion", RECIPE)
     phases = phase_configs(cfg)
-    assert [s for s, _ in phases] == [0, 1500, 2100]
-    assert sum(c.steps for _, c in phases) == 3000
+    assert [s for s, _ in phases] == [0, 1500, 2100, 3000]
+    assert sum(c.steps for _, c in phases) == 3600
+    assert phase_lr(phases, 3000) == pytest.approx(1e-4)  # phase 4: a warm restart
     last = phases[-1][1]
     assert (last.content_signed, last.content_vif_weight, last.content_qabf_weight, last.content_sky_weight) == (True, 6.0, 16.0, 2.0)
     assert phases[0][1].content_vif_weight == 0 and not phases[0][1].content_signed
@@ -117,3 +118,11 @@ def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_p
     a, b = load_state(ref)[0], load_state(resumed)[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["lr"] for r in _steps(tmp_path / "ref")] == [r["lr"] for r in _steps(tmp_path / "cut")]
+
+
+def test_table2_config_runs_every_loss_on_the_same_budget():
+    """configs/table2.toml: the whole transform stack, from random weights, one budget for every loss."""
+    cfg = load_config("fusion", RECIPE.parent / "table2.toml")
+    assert cfg.init_weights in (None, "") and cfg.transforms.per_step == 0 and cfg.sensing
+    assert cfg.steps == cfg.monitor.val_every and cfg.data.crop % 16 == 0
+    assert all("/test" not in s.root for s in cfg.data.sets)
