@@ -85,7 +85,7 @@ def test_bad_phases_are_one_line_errors(bad, match):
 def test_explicit_steps_must_match_the_phases(tmp_path):
     text = RECIPE.read_text().replace('out = "runs/recipe"', 'out = "runs/recipe"\nsteps = 100')
     (tmp_path / "c.toml").write_text(text)
-    with pytest.raises(EmmaError, match="phases add up to 3000"):
+    with pytest.raises(EmmaError, match="phases add up to 3600"):
         load_config("fusion", tmp_path / "c.toml")
 
 
