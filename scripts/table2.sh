@@ -3,8 +3,9 @@
 # Usage: scripts/table2.sh [LOSS ...]   (default: full I II III IV content; from the repository root)
 # A finished run (ufuser.safetensors present) is skipped; an interrupted one resumes.
 set -euo pipefail
-losses=("${@:-full I II III IV content}")
-for loss in ${losses[*]}; do
+losses=("$@")
+(( $# )) || losses=(full I II III IV content)
+for loss in "${losses[@]}"; do
   out="runs/table2/$loss"
   if [[ -f "$out/ufuser.safetensors" ]]; then echo "$loss: done ($out)"; continue; fi
   resume=()
