@@ -130,3 +130,15 @@ def test_the_surround_of_a_warm_target_is_not_sky():
     mt = sky_mask_torch(torch.tensor(ir / 255, dtype=torch.float32)[None, None],
                         torch.tensor(vi / 255, dtype=torch.float32)[None, None])[0, 0].numpy() > 0
     assert not mt[25:71, 15:53].any() and mt[16:-16, 90:-16].mean() > 0.7
+
+
+def test_sky_band_sets_how_close_to_a_warm_target_the_term_reaches():
+    ir, vi = (torch.tensor(a / 255, dtype=torch.float32)[None, None] for a in _daytime())
+    ir = ir.clone()
+    ir[..., 20:28, 60:68] = 1.0  # a warm object in the sky
+    wide, narrow = sky_mask_torch(ir, vi), sky_mask_torch(ir, vi, band=0)
+    assert wide[..., 10:38, 50:78].sum() < narrow[..., 10:38, 50:78].sum()  # the metric's band is left out
+    assert narrow[..., 20:28, 60:68].sum() == 0  # never the warm pixels themselves
+    assert torch.equal(sky_mask_torch(ir, vi, band=15), wide)
+    with pytest.raises(Exception, match="sky band"):
+        content_loss(vi, ir, vi, sky_weight=1.0, sky_band=-1)

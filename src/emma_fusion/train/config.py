@@ -195,6 +195,8 @@ class FusionConfig(_RunFields):
     content_vif_max_gain: float = 0.0
     content_vif_visible_share: float = 0.5
     content_sky_weight: float = 0.0
+    content_target_weight: float = 0.0
+    content_sky_band: int = 15
     phases: list[dict[str, Any]] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)

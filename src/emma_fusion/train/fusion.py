@@ -366,7 +366,8 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     polarity=cfg.content_polarity, vif_weight=cfg.content_vif_weight,
                                     qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain,
                                     vif_visible_share=cfg.content_vif_visible_share,
-                                    sky_weight=cfg.content_sky_weight))
+                                    sky_weight=cfg.content_sky_weight,
+                                    target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -380,7 +381,9 @@ def _loss_summary(cfg: FusionConfig) -> str:
     if cfg.content_qabf_weight:
         parts.append(f"Qabf {cfg.content_qabf_weight:g}")
     if cfg.content_sky_weight:
-        parts.append(f"sky {cfg.content_sky_weight:g}")
+        parts.append(f"sky {cfg.content_sky_weight:g}" + (f" (band {cfg.content_sky_band})" if cfg.content_sky_band != 15 else ""))
+    if cfg.content_target_weight:
+        parts.append(f"target {cfg.content_target_weight:g}")
     return ", ".join(parts)
 
 

@@ -37,7 +37,7 @@ from ..metrics.core import SKY_WARM_MARGIN
 from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "target_term", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -119,32 +119,35 @@ def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), size, stride=1)
 
 
-def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15) -> torch.Tensor:
     """The SKY metric's mask (:func:`emma_fusion.metrics.sky_mask`) on tensors in [0, 1].
 
     ``vi >= 170/255``, local std of ``vi`` over 15 x 15 below ``8/255``, ``ir`` below its own
     31 x 31 mean, and no pixel within 15 px more than ``SKY_WARM_MARGIN / 255`` above its own
     31 x 31 mean: a bright, flat visible background in front of which the infrared is locally
-    colder (a clear sky), never a warm target or the background right around one. ir, vi:
+    colder (a clear sky), never a warm target or the background right around one. ``band``: how
+    far (px) that exclusion reaches (15: the metric's; 0: the warm pixels only). ir, vi:
     (N, 1, H, W), H, W > 15; returns a float (N, 1, H, W) mask of 0s and 1s.
     """
     mean = _box_mean(vi, 15)
     var = _box_mean(vi * vi, 15) - mean * mean
     ci = ir - _box_mean(ir, 31)
-    near_warm = F.max_pool2d((ci > SKY_WARM_MARGIN / 255.0).to(vi.dtype), 31, stride=1, padding=15) > 0
+    warm = (ci > SKY_WARM_MARGIN / 255.0).to(vi.dtype)
+    near_warm = (F.max_pool2d(warm, 2 * band + 1, stride=1, padding=band) if band > 0 else warm) > 0
     m = (vi >= 170.0 / 255.0) & (var < (8.0 / 255.0) ** 2) & (ci < 0) & ~near_warm
     return m.to(vi.dtype)
 
 
-def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tensor:
+def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, band: int = 15) -> torch.Tensor:
     """Keep the visible image where :func:`sky_mask_torch` holds (scalar; 0 where the mask is empty)::
 
         sum(|f - v| m) / sum(m) + sum((|d_x f - d_x v| + |d_y f - d_y v|) m) / sum(m)
 
     with unnormalised Sobel derivatives: the sky stays as bright and as smooth as the visible
-    image, without the infrared camera's cold tone and streaks. f, ir, vi: (N, 1, H, W) in [0, 1].
+    image, without the infrared camera's cold tone and streaks. ``band``: as in
+    :func:`sky_mask_torch`. f, ir, vi: (N, 1, H, W) in [0, 1].
     """
-    m = sky_mask_torch(ir, vi).detach()
+    m = sky_mask_torch(ir, vi, band).detach()
     area = m.sum()
     if area < 1:
         return f.sum() * 0.0
@@ -153,11 +156,34 @@ def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor) -> torch.Tenso
     return ((f - vi).abs() * m).sum() / area + (g * m).sum() / area
 
 
+def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -> torch.Tensor:
+    """Keep the infrared image's warm targets at least as salient in f (scalar; 0 where none)::
+
+        sum(relu(c_i - c_f) m) / sum(m),   c_x = x - boxmean31(x),
+        m = c_i >= its 98th percentile (per sample) and c_i > floor
+
+    The training form of TCR (:meth:`emma_fusion.metrics.core.Triplet.TCR`): at the pixels where the
+    infrared image is most warmer than its 31 x 31 surroundings, f's local contrast should not fall
+    below the infrared image's. A hinge: contrast above the infrared's costs nothing. ``floor``
+    keeps crops without a warm target (a flat patch) from asking for noise. f, ir: (N, 1, H, W)
+    in [0, 1], H, W > 15.
+    """
+    ci = ir - _box_mean(ir, 31)
+    cf = f - _box_mean(f, 31)
+    q = torch.quantile(ci.detach().flatten(1).float(), 0.98, dim=1).to(ci.dtype).view(-1, 1, 1, 1)
+    m = ((ci >= q) & (ci > floor)).to(f.dtype).detach()
+    area = m.sum()
+    if area < 1:
+        return f.sum() * 0.0
+    return (F.relu(ci.detach() - cf) * m).sum() / area
+
+
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
-    vif_visible_share: float = 0.5, sky_weight: float = 0.0,
+    vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
+    sky_band: int = 15,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -200,7 +226,10 @@ def content_loss(
 
     ``sky_weight`` adds ``sky_weight * sky_term(f, ir, vi)`` (:func:`sky_term`): where the visible
     image is bright and flat and the infrared locally colder (a daytime sky), f keeps the visible
-    image's brightness and smoothness instead of the max-gradient target's infrared streaks.
+    image's brightness and smoothness instead of the max-gradient target's infrared streaks;
+    ``sky_band`` (px) is how far around a warm pixel that term stays off (15: the SKY metric's band).
+    ``target_weight`` adds ``target_weight * target_term(f, ir)`` (:func:`target_term`): the warm
+    targets' local contrast (what TCR scores) kept at least at the infrared image's.
     """
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -208,6 +237,8 @@ def content_loss(
         raise EmmaError(f"content polarity must be in [0, 1], got {polarity}")
     if not 0.0 <= vif_visible_share <= 1.0:
         raise EmmaError(f"content VIF visible share must be in [0, 1], got {vif_visible_share}")
+    if sky_band < 0:
+        raise EmmaError(f"content sky band must be >= 0 px, got {sky_band}")
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
@@ -229,7 +260,9 @@ def content_loss(
     if qabf_weight > 0:
         loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
     if sky_weight > 0:
-        loss = loss + sky_weight * sky_term(f, ir, vi)
+        loss = loss + sky_weight * sky_term(f, ir, vi, sky_band)
+    if target_weight > 0:
+        loss = loss + target_weight * target_term(f, ir)
     return loss
 
 
