@@ -41,6 +41,7 @@ def test_descent_brightens_the_target_only():
     target_term(f, ir).backward()
     assert f.grad[0, 0, 62:78, 52:60].mean() < 0  # descent raises the target
     assert f.grad[0, 0, :20].abs().max() == 0  # the sky, far from the target, is left alone
+    assert f.grad.max() <= 0  # descent only raises pixels: it never darkens a surround (no halo)
 
 
 def test_flat_infrared_asks_nothing():
