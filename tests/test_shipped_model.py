@@ -69,3 +69,24 @@ def test_emma_sky_keeps_daytime_skies_bright(shared):
             sky[m].append(compute(quantize_fused(f), ir, vi, ["SKY"])["SKY"])
     assert np.mean(sky["emma-sky"]) >= 0.9, sky
     assert np.mean(sky["emma-default"]) < 0.7, sky  # the flaw it fixes
+
+
+TNO_DAYTIME = ["01", "13", "16", "23"]  # TNO test pairs with a bright sky and warm houses, trees or people
+
+
+def test_emma_sky_keeps_warm_targets_against_the_sky(shared):
+    """The sky must not cost the warm targets (issue 26): on TNO daytime pairs emma-sky keeps the
+    sky (SKY >= 0.9) and most of the targets' contrast (mean TCR >= 0.75; emma-default 0.87, the
+    previous emma-sky without the target term 0.61)."""
+    if "emma-sky" not in packaged_models():
+        pytest.skip("emma-sky is not shipped in this checkout")
+    root = shared("data", "TNO", "test")
+    model = emma_fusion.load_model("emma-sky")
+    rows = []
+    for stem in TNO_DAYTIME:
+        ir = read_metric_image(root / "ir" / f"{stem}.png")
+        vi = read_metric_image(root / "vi" / f"{stem}.png")
+        f = emma_fusion.fuse(ir / 255.0, vi / 255.0, model, color="gray", threads=1)
+        rows.append(compute(quantize_fused(f), ir, vi, ["SKY", "TCR"]))
+    assert _mean(rows, "SKY") >= 0.9, rows
+    assert _mean(rows, "TCR") >= 0.75, rows

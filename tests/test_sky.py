@@ -113,6 +113,7 @@ def test_shipped_recipe_config_loads():
     root = Path(__file__).resolve().parents[1]
     cfg = load_config("fusion", root / "configs" / "emma-sky.toml")
     assert cfg.content_sky_weight > 0 and cfg.content_signed and cfg.init_weights == "emma-default"
+    assert cfg.content_target_weight > 0 and cfg.content_sky_band == 5
     assert cfg.monitor.val_list == "configs/val_pairs.txt" and "SKY" in cfg.monitor.select
     lines = [ln for ln in (root / "configs" / "val_pairs.txt").read_text().splitlines() if ln and not ln.startswith("#")]
     assert all("/test/" not in ln for ln in lines)  # validation never reads a test split
