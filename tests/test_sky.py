@@ -143,3 +143,15 @@ def test_sky_band_sets_how_close_to_a_warm_target_the_term_reaches():
     assert torch.equal(sky_mask_torch(ir, vi, band=15), wide)
     with pytest.raises(Exception, match="sky band"):
         content_loss(vi, ir, vi, sky_weight=1.0, sky_band=-1)
+
+
+def test_bad_content_settings_fail_before_any_work(tmp_path):
+    """A bad loss setting in any phase is a one-line error before data loading and validation."""
+    from emma_fusion.errors import EmmaError
+    from emma_fusion.train.config import FusionConfig
+    from emma_fusion.train.fusion import train_fusion
+
+    cfg = FusionConfig(out=str(tmp_path / "run"), phases=[{"steps": 1}, {"steps": 1, "content_sky_band": -2}])
+    with pytest.raises(EmmaError, match="sky band"):
+        train_fusion(cfg)
+    assert not (tmp_path / "run").exists()

@@ -29,7 +29,7 @@ from .config import FusionConfig, MonitorConfig, phase_configs, phase_lr
 from .data import PairedCrops
 from .loop import (Runtime, Stage, StopTraining, notes, rank_indices, run_stage, setup_runtime, steps_per_epoch,
                    total_steps)
-from .losses import EmmaLoss, content_loss
+from .losses import EmmaLoss, check_content_options, content_loss
 from .metric_losses import VIF_MIN_SIZE
 from .sensing import GATE_FILE, SENSING_FILES
 from .transforms import TransformSampler
@@ -390,6 +390,8 @@ def _loss_summary(cfg: FusionConfig) -> str:
 def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     """Train the U-Fuser; return the final weights file ``OUT/ufuser.safetensors``."""
     cfg = config
+    for _, c in phase_configs(cfg):  # bad loss settings fail here, not after data loading and validation
+        check_content_options(c.content_signed, c.content_polarity, c.content_vif_visible_share, c.content_sky_band)
     rt = setup_runtime(cfg)
     sense = _load_sensing(cfg)
     data = _build_data(cfg, cfg.seed)

@@ -37,7 +37,7 @@ from ..metrics.core import SKY_WARM_MARGIN
 from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "target_term", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "target_term", "check_content_options", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -180,6 +180,19 @@ def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -
     return (F.relu(ci.detach() - cf) * m).sum() / area
 
 
+def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visible_share: float = 0.5,
+                          sky_band: int = 15) -> None:
+    """Raise :class:`EmmaError` (one line) on content-loss settings :func:`content_loss` cannot use."""
+    if polarity and not signed:
+        raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
+    if not 0.0 <= polarity <= 1.0:
+        raise EmmaError(f"content polarity must be in [0, 1], got {polarity}")
+    if not 0.0 <= vif_visible_share <= 1.0:
+        raise EmmaError(f"content VIF visible share must be in [0, 1], got {vif_visible_share}")
+    if sky_band < 0:
+        raise EmmaError(f"content sky band must be >= 0 px, got {sky_band}")
+
+
 def content_loss(
     f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, grad_weight: float = 10.0, signed: bool = False,
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
@@ -233,14 +246,7 @@ def content_loss(
     ``target_weight`` adds ``target_weight * target_term(f, ir)`` (:func:`target_term`): the warm
     targets' local contrast (what TCR scores) kept at least at the infrared image's.
     """
-    if polarity and not signed:
-        raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
-    if not 0.0 <= polarity <= 1.0:
-        raise EmmaError(f"content polarity must be in [0, 1], got {polarity}")
-    if not 0.0 <= vif_visible_share <= 1.0:
-        raise EmmaError(f"content VIF visible share must be in [0, 1], got {vif_visible_share}")
-    if sky_band < 0:
-        raise EmmaError(f"content sky band must be >= 0 px, got {sky_band}")
+    check_content_options(signed, polarity, vif_visible_share, sky_band)
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
