@@ -14,11 +14,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import emma_fusion
-from emma_fusion.demo import side_by_side
-from emma_fusion.io import atomic_write
+from emma_fusion.demo import save_jpeg, side_by_side, stack_rows
 from emma_fusion.metrics import compute, quantize_fused, read_metric_image
 
 # (dataset split, stem, crop box top, left, height, width, enlargement): around the pedestrians;
@@ -45,10 +43,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/night_pair.jpg"))
     a = ap.parse_args()
     rows = [_row(a.data, split, name, box, a.weights) for split, name, *box in PAIRS]
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
-    img = Image.fromarray((np.concatenate(rows) * 255 + 0.5).astype(np.uint8))
-    atomic_write(a.out, lambda tmp: img.save(tmp, format="JPEG", quality=88))
+    img = save_jpeg(stack_rows(rows), a.out, quality=88)
     print(f"wrote {a.out} ({img.width}x{img.height})")
 
 

@@ -63,3 +63,14 @@ def test_demo_needs_both_or_neither_source(tmp_path, capsys):
         main(["demo", "--out", str(tmp_path), "--ir", str(tmp_path / "x.png")])
     assert e.value.code == 2 and "both --ir and --vi" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_stack_rows_pads_to_the_widest_and_save_jpeg_writes(tmp_path):
+    from emma_fusion.demo import save_jpeg, stack_rows
+
+    a, b = np.zeros((10, 20, 3)), np.zeros((5, 12, 3))
+    out = stack_rows([a, b], gap=2)
+    assert out.shape == (10 + 2 + 5 + 2, 20, 3)
+    assert out[12:17, 12:].min() == 1.0 and out[12:17, :12].max() == 0.0  # white padding, row kept
+    img = save_jpeg(out, tmp_path / "p.jpg")
+    assert (tmp_path / "p.jpg").stat().st_size > 0 and img.size == (20, 19)

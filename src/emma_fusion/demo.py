@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
-from .io import to_array, write_image
+from .io import atomic_write, to_array, write_image
 
-__all__ = ["make_demo_pair", "side_by_side", "run_demo"]
+__all__ = ["make_demo_pair", "side_by_side", "stack_rows", "save_jpeg", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ def side_by_side(images: list[np.ndarray], labels: list[str], gap: int = 8) -> n
         draw.text((x + 4, 2), label, font=_font(band - 4), fill=(0, 0, 0))
         x += a.shape[1] + gap
     return np.asarray(panel, np.float32) / 255
+
+
+def stack_rows(rows: list[np.ndarray], gap: int = 8) -> np.ndarray:
+    """Stack RGB panels ((H_k, W_k, 3) in [0, 1]) top to bottom, padded white to the widest, ``gap`` px apart."""
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows])
+
+
+def save_jpeg(panel: np.ndarray, path: str | Path, quality: int = 88) -> Image.Image:
+    """Write an RGB panel in [0, 1] as a JPEG atomically (a failed write leaves ``path`` as it was)."""
+    img = Image.fromarray((np.clip(panel, 0, 1) * 255 + 0.5).astype(np.uint8))
+    atomic_write(path, lambda tmp: img.save(tmp, format="JPEG", quality=quality))
+    return img
 
 
 def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None, vi_path: str | Path | None = None,
