@@ -119,6 +119,11 @@ def _box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), size, stride=1)
 
 
+def _local_contrast(x: torch.Tensor) -> torch.Tensor:
+    """TCR's local contrast ``x - boxmean31(x)`` (:func:`emma_fusion.metrics.local_contrast`) on (N, C, H, W)."""
+    return x - _box_mean(x, 31)
+
+
 def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15) -> torch.Tensor:
     """The SKY metric's mask (:func:`emma_fusion.metrics.sky_mask`) on tensors in [0, 1].
 
@@ -131,7 +136,7 @@ def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15) -> torch.
     """
     mean = _box_mean(vi, 15)
     var = _box_mean(vi * vi, 15) - mean * mean
-    ci = ir - _box_mean(ir, 31)
+    ci = _local_contrast(ir)
     warm = (ci > SKY_WARM_MARGIN / 255.0).to(vi.dtype)
     near_warm = (F.max_pool2d(warm, 2 * band + 1, stride=1, padding=band) if band > 0 else warm) > 0
     m = (vi >= 170.0 / 255.0) & (var < (8.0 / 255.0) ** 2) & (ci < 0) & ~near_warm
@@ -170,7 +175,7 @@ def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -
     around it (measured: with the mean in the graph, 300 steps at weight 20 drew dark halos
     round poles, palms and roofs against bright skies). f, ir: (N, 1, H, W) in [0, 1], H, W > 15.
     """
-    ci = ir - _box_mean(ir, 31)
+    ci = _local_contrast(ir)
     cf = f - _box_mean(f, 31).detach()
     q = torch.quantile(ci.detach().flatten(1).float(), 0.98, dim=1).to(ci.dtype).view(-1, 1, 1, 1)
     m = ((ci >= q) & (ci > floor)).to(f.dtype).detach()
