@@ -263,3 +263,46 @@ def test_readme_quotes_no_test_counts():
 
     text = (ROOT / "README.md").read_text()
     assert not re.search(r"\d+ passed|\d+ skipped", text)
+
+
+def test_threads_above_the_usable_cores_are_cut_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="emma_fusion.hardware"):
+        assert hw.clamp_threads(8, cores=2) == 2
+    assert "8 threads requested, but this process can use 2 CPU cores: using 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emma_fusion.hardware"):
+        assert hw.clamp_threads(2, cores=2) == 2 and hw.clamp_threads(1, cores=4) == 1
+    assert not caplog.records
+
+
+def test_fuse_with_more_threads_than_cores_runs_on_the_cores(tmp_path, capsys, caplog, monkeypatch):
+    monkeypatch.setattr(hw, "usable_cores", lambda: 1)
+    before = torch.get_num_threads()
+    try:
+        ir, vi = tmp_path / "ir.png", tmp_path / "vi.png"
+        rng = np.random.default_rng(0)
+        write_image(ir, rng.random((40, 48), dtype=np.float32))
+        write_image(vi, rng.random((40, 48), dtype=np.float32))
+        with caplog.at_level(logging.WARNING, logger="emma_fusion.hardware"):
+            code, _, err = run(capsys, "fuse", ir, vi, "-o", tmp_path / "f.png", "--threads", "64")
+        assert code == 0, err
+        assert "64 threads requested, but this process can use 1 CPU core: using 1" in caplog.text
+        assert torch.get_num_threads() == 1 and (tmp_path / "f.png").is_file()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cli_log_lines_read_warning_colon_message():
+    from emma_fusion.cli import _Format
+
+    record = logging.LogRecord("emma_fusion.x", logging.WARNING, __file__, 1, "Cut to %d", (2,), None)
+    assert _Format(verbose=False).format(record) == "warning: Cut to 2"
+    assert _Format(verbose=True).format(record) == "WARNING emma_fusion.x: Cut to 2"
+
+
+def test_cli_warnings_reach_stderr_as_warning_lines():
+    code = ("import logging, sys; from emma_fusion.cli import main; "
+            "from emma_fusion.hardware import clamp_threads; import emma_fusion.cli as c; "
+            "c._root(verbose=False); clamp_threads(9, cores=1)")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert err.strip() == "warning: 9 threads requested, but this process can use 1 CPU core: using 1"

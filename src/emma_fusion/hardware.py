@@ -98,6 +98,25 @@ def _bf16_convolution_runs() -> bool:
     return True
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def clamp_threads(requested: int, cores: int | None = None) -> int:
+    """``requested`` torch threads, at most the usable cores (with a warning when it is cut).
+
+    More threads than cores only makes every parallel region wait for the thread the OS has parked
+    (measured: 2 threads beside a busy core, 10-100x slower than 1).
+    """
+    cores = cores if cores is not None else usable_cores()
+    if requested > cores:
+        log.warning("%d threads requested, but this process can use %d CPU core%s: using %d",
+                    requested, cores, "" if cores == 1 else "s", cores)
+        return cores
+    return requested
+
+
 def detect() -> Hardware:
     """Detect this machine's capabilities (a few milliseconds; :func:`hardware` caches the result)."""
     report = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
@@ -108,7 +127,7 @@ def detect() -> Hardware:
         cpu_isa=torch.backends.cpu.get_cpu_capability(),
         cpu_bf16=cpu_bf16,
         cpu_amx="amx_bf16" in _cpu_flags(),
-        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        cores=usable_cores(),
         cuda=cuda,
         cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
     )

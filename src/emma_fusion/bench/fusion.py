@@ -101,9 +101,11 @@ class _Fuser:
         import cv2
         import torch
 
+        from ..hardware import clamp_threads
         from ..methods.base import get_method
 
         if threads:
+            threads = clamp_threads(threads)
             torch.set_num_threads(threads)
             cv2.setNumThreads(threads)
         self.threads = torch.get_num_threads()

@@ -39,8 +39,9 @@ class _Format(logging.Formatter):
         self.verbose = verbose
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        text = super().formatMessage(record)
-        return text if self.verbose else text[0].lower() + text[1:]
+        if self.verbose:
+            return super().formatMessage(record)
+        return f"{record.levelname.lower()}: {record.message}"
 
 
 def _show_flags_as_typed() -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import EmmaError
-from ..hardware import inference_precision
+from ..hardware import clamp_threads, inference_precision
 from ..inference import NetworkRunner, OnnxFuser, export_onnx, optimize_for_inference
 from ..nets import UFuser
 from ..weights import load_model
@@ -84,7 +84,7 @@ class EmmaNetwork:
         fast: bool = True,
     ) -> None:
         if threads:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(clamp_threads(threads))
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EmmaError("--device cuda requested but no CUDA device is available")
         onnx_file = weights is not None and str(weights).endswith(".onnx")

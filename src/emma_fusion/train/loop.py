@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import EmmaError, Interrupted
-from ..hardware import resolve_amp
+from ..hardware import clamp_threads, resolve_amp
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import StageConfig, save_config
 
@@ -147,7 +147,7 @@ def setup_runtime(cfg: StageConfig) -> Runtime:
     if recorded and cfg.threads in (0, recorded):
         threads, how = recorded, "as the run being resumed"
     elif cfg.threads > 0:
-        threads, how = cfg.threads, "as set"
+        threads, how = clamp_threads(cfg.threads), "as set"
     else:
         threads, how = max(1, auto_threads() // max(1, local_world)), "auto: idle cores; --threads N to fix"
     torch.set_num_threads(threads)
