@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -126,3 +127,18 @@ def test_table2_config_runs_every_loss_on_the_same_budget():
     assert cfg.init_weights in (None, "") and cfg.transforms.per_step == 0 and cfg.sensing
     assert cfg.steps == cfg.monitor.val_every and cfg.data.crop % 16 == 0
     assert all("/test" not in s.root for s in cfg.data.sets)
+
+
+def test_the_long_recipe_extends_the_short_one_with_emma_skys_terms():
+    """configs/emma-default-long.toml: the short recipe's phase 1 and data, longer later phases with
+    the sky band and the warm-target term, training splits only."""
+    short, long = load_config("fusion", RECIPE), load_config("fusion", RECIPE.parent / "emma-default-long.toml")
+    phases = phase_configs(long)
+    assert [s for s, _ in phases] == [0, 1500, 3300, 4500, 5700, 6900]
+    assert sum(c.steps for _, c in phases) == 8100
+    assert dataclasses.replace(phases[0][1], out="") == dataclasses.replace(phase_configs(short)[0][1], out="")
+    assert (long.data, long.monitor, long.seed, long.batch) == (short.data, short.monitor, short.seed, short.batch)
+    for _, c in phases[2:]:
+        assert (c.content_sky_weight, c.content_sky_band, c.content_target_weight) == (2.0, 5, 20.0)
+    assert phase_lr(phases, 4500) == pytest.approx(1e-4) and phase_lr(phases, 3300) == pytest.approx(2e-4)
+    assert all("/test" not in s.root for s in long.data.sets)
