@@ -1,4 +1,4 @@
-"""The Eq. 6 landscape: EMMA's loss and each of its terms for fixed fusions and A pairs (docs/TRAINING.md).
+"""The Eq. 6 landscape: EMMA's loss and each of its terms for fixed fusions and A pairs (docs/EQ6.md).
 
     python scripts/eq6_landscape.py --data ../shared/data --crops 24 --seed 3 \\
         --model drifted=runs/eq6drift/ufuser.safetensors

@@ -4,7 +4,7 @@ Usage: python scripts/table2_figure.py DATA_ROOT [--runs runs/table2] [--out doc
 
 Fuses a crop of MSRS/test 00004N (night, pedestrians) and of RoadScene/test FLIR_06325 (daytime
 sky) with ``RUNS/<loss>/ufuser.safetensors`` for each loss that has one (the order of
-docs/TRAINING.md's table) and writes one JPEG: a row per pair, a tile per loss, each labelled with
+docs/EQ6.md's table) and writes one JPEG: a row per pair, a tile per loss, each labelled with
 the crop's TCR. Only fused outputs are drawn: the data sets' source images are not reproduced.
 """
 

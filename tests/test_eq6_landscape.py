@@ -1,4 +1,4 @@
-"""scripts/eq6_landscape.py: Eq. 6 and its terms for fixed fusions and A pairs (docs/TRAINING.md)."""
+"""scripts/eq6_landscape.py: Eq. 6 and its terms for fixed fusions and A pairs (docs/EQ6.md)."""
 
 import importlib.util
 from pathlib import Path
