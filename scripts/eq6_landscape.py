@@ -30,6 +30,9 @@ steered by ``T i`` and ``T v``.
 Then the cosine, at the warm start, between the gradient of the sensing terms
 ``L(A_i f, i) + L(A_v f, v)`` and that of ``L(f, i) + L(f, v)``: with respect to the fused image f
 and to the U-Fuser's parameters (what training moves). A = id gives 1 by construction.
+
+Last, a verdict per A pair (:func:`verdicts`): which fusion Eq. 6 ranks first and where the warm
+start ranks. Only an A pair under which the warm start ranks first can make stage 2 improve it.
 """
 
 from __future__ import annotations
@@ -84,24 +87,24 @@ def _net(model: torch.nn.Module) -> Sense:
     return lambda f, target: model(f)
 
 
-def sensing_pairs(extra: list[str], radius: int, eps: float) -> dict[str, tuple[Sense, Sense]]:
-    pairs = {"emma-sensing": (_net(load_model("emma-sensing-ir", arch="sensing-unet")),
-                              _net(load_model("emma-sensing-vi", arch="sensing-unet")))}
+def sensing_pairs(extra: list[str], radius: int, eps: float, device: str = "cpu") -> dict[str, tuple[Sense, Sense]]:
+    pairs = {"emma-sensing": (_net(load_model("emma-sensing-ir", arch="sensing-unet").to(device)),
+                              _net(load_model("emma-sensing-vi", arch="sensing-unet").to(device)))}
     for item in extra:
         name, _, folder = item.partition("=")
-        pairs[name] = tuple(_net(load_model(Path(folder) / f, arch="sensing-unet"))
+        pairs[name] = tuple(_net(load_model(Path(folder) / f, arch="sensing-unet").to(device))
                             for f in ("A_ir.safetensors", "A_vi.safetensors"))
     pairs["identity"] = (lambda f, t: f, lambda f, t: f)
     pairs[f"oracle (guided, r {radius})"] = (oracle(radius, eps), oracle(radius, eps))
     return pairs
 
 
-def fusions(extra: list[str]) -> dict[str, tuple[Fuse, torch.nn.Module | None]]:
+def fusions(extra: list[str], device: str = "cpu") -> dict[str, tuple[Fuse, torch.nn.Module | None]]:
     """Name -> (fusion map, its U-Fuser or None)."""
     out: dict[str, tuple[Fuse, torch.nn.Module | None]] = {}
     for item in ["warm start (emma-default)=emma-default", *extra]:
         name, _, weights = item.partition("=")
-        net = load_model(weights or name, arch="ufuser").requires_grad_(False)
+        net = load_model(weights or name, arch="ufuser").to(device).requires_grad_(False)
         out[name] = (net, net)
     out["(i+v)/2"] = (lambda a, b: 0.5 * (a + b), None)
     out["max(i,v)"] = (torch.maximum, None)
@@ -163,10 +166,10 @@ def gradient_cosines(net: torch.nn.Module, a_i: Sense, a_v: Sense, ir, vi) -> tu
 
 def landscape(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     torch.manual_seed(args.seed)
-    ir, vi = load_crops(Path(args.data), args.crops, args.seed, args.crop)
+    ir, vi = (x.to(args.device) for x in load_crops(Path(args.data), args.crops, args.seed, args.crop))
     stack = transform_stack(args.crop, args.seed)[: args.transforms]
-    pairs = sensing_pairs(args.sensing, args.oracle_radius, args.oracle_eps)
-    fuse_maps = fusions(args.model)
+    pairs = sensing_pairs(args.sensing, args.oracle_radius, args.oracle_eps, args.device)
+    fuse_maps = fusions(args.model, args.device)
     rows, q = [], {}
     for a_name, (a_i, a_v) in pairs.items():
         for f_name, (fuse, _) in fuse_maps.items():
@@ -193,7 +196,31 @@ def markdown(rows: list[dict], cos: list[dict]) -> str:
                          f"| {eq6} | {r['plain']:.4f} | {r['vif_i']:.3f} | {r['vif_v']:.3f} |")
     lines += ["", "| A | cos(grad sensing, grad plain) w.r.t. f | w.r.t. U-Fuser parameters |", "|---|---:|---:|"]
     lines += [f"| {c['A']} | {c['image']:.3f} | {c['params']:.3f} |" for c in cos]
+    lines += [""] + verdict_lines(rows)
     return "\n".join(lines)
+
+
+def verdicts(rows: list[dict]) -> list[dict]:
+    """For each A pair: the fusion Eq. 6 ranks first and where the warm start ranks.
+
+    This is the check to run before stage 2 (docs/EQ6.md): Eq. 6's descent can only improve the
+    warm start if, with these A nets, the warm start beats the sources and their pixel-wise rules.
+    The stage-1 gate (held-out MSE against the identity map) does not tell this.
+    """
+    out = []
+    for a in dict.fromkeys(r["A"] for r in rows):
+        group = sorted((r for r in rows if r["A"] == a), key=lambda r: r["eq6"])
+        names = [r["f"] for r in group]
+        warm = next(n for n in names if n.startswith("warm start"))
+        out.append({"A": a, "prefers": names[0], "warm_rank": names.index(warm) + 1, "of": len(names),
+                    "passed": names[0] == warm})
+    return out
+
+
+def verdict_lines(rows: list[dict]) -> list[str]:
+    return [f"{v['A']}: Eq. 6 prefers {v['prefers']}; the warm start ranks {v['warm_rank']} of {v['of']} -> "
+            + ("stage 2 may improve it" if v["passed"] else "stage 2 moves away from it")
+            for v in verdicts(rows)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -208,6 +235,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--oracle-radius", type=int, default=3)
     p.add_argument("--oracle-eps", type=float, default=1e-4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the numbers agree to float rounding)")
     return p.parse_args(argv)
 
 

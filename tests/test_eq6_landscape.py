@@ -54,3 +54,38 @@ def test_landscape_on_tiny_training_crops(script, shared):
     assert c["emma-sensing"]["params"] < 0.99  # the packaged A nets are not the identity map
     text = script.markdown(rows, cos)
     assert text.count("\n| emma-sensing |") == len(fusions) + 1  # the rows plus the cosine row
+    v = {x["A"]: x for x in script.verdicts(rows)}
+    assert v["identity"]["prefers"] != "warm start (emma-default)"  # a tie of the rules at 0.1631 here
+    assert f"identity: Eq. 6 prefers {v['identity']['prefers']}" in text
+
+
+def test_verdict_passes_only_when_the_warm_start_ranks_first(script):
+    rows = [{"A": "a", "f": "warm start (x)", "eq6": 0.18}, {"A": "a", "f": "i", "eq6": 0.17},
+            {"A": "a", "f": "v", "eq6": 0.20}, {"A": "b", "f": "warm start (x)", "eq6": 0.01},
+            {"A": "b", "f": "i", "eq6": 0.02}]
+    a, b = script.verdicts(rows)
+    assert (a["prefers"], a["warm_rank"], a["of"], a["passed"]) == ("i", 2, 3, False)
+    assert (b["prefers"], b["warm_rank"], b["passed"]) == ("warm start (x)", 1, True)
+    assert script.verdict_lines(rows)[0].endswith("stage 2 moves away from it")
+
+
+def test_gpu_script_runs_the_authors_stage_1_and_eq6_from_the_warm_start(tmp_path):
+    """scripts/gpu_eq6.py (issue 24, item 4): the configurations it trains, without training."""
+    spec = importlib.util.spec_from_file_location("gpu_eq6", Path(__file__).parents[1] / "scripts" / "gpu_eq6.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = mod.argparse.Namespace(device="cuda", threads=8, quick=False, sensing_seconds=140.0,
+                                  fusion_seconds=150.0, val_every=200, fusion_lr=1e-4)
+    data = tmp_path / "data"
+    (data / "results" / "IFCNN" / "MSRS_train").mkdir(parents=True)
+    gt = {name: tmp_path / "gt" / name for name in mod.SETS}
+    s = mod.sensing_config(data, gt, tmp_path, args)
+    assert (s.width, s.batch, s.data.crop, s.data.grid_stride, s.data.noise_std) == (64, 64, 128, 200, 0.0)
+    assert (s.optim.lr, s.optim.lr_step_epochs, s.optim.lr_gamma, s.amp) == (1e-4, 10.0, 0.5, "bf16")
+    msrs = next(x for x in s.data.sets if x.root.endswith("MSRS/train"))
+    assert msrs.fused == [str(data / "results" / "IFCNN" / "MSRS_train"), str(gt["MSRS"])]  # only folders that exist
+    f = mod.fusion_config(data, tmp_path / "sensing", tmp_path, args)
+    assert (f.ablation, f.init_weights, f.transforms.per_step, f.a1, f.a2) == ("full", "emma-default", 0, 1.0, 0.1)
+    assert (f.batch, f.data.crop, f.optim.lr, f.max_seconds) == (8, 128, 1e-4, 150.0)
+    val = (tmp_path / "val_pairs.txt").read_text()
+    assert "../shared/data" not in val and str(data.resolve()) in val

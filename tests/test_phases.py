@@ -142,3 +142,21 @@ def test_the_long_recipe_extends_the_short_one_with_emma_skys_terms():
         assert (c.content_sky_weight, c.content_sky_band, c.content_target_weight) == (2.0, 5, 20.0)
     assert phase_lr(phases, 4500) == pytest.approx(1e-4) and phase_lr(phases, 3300) == pytest.approx(2e-4)
     assert all("/test" not in s.root for s in long.data.sets)
+
+
+def test_the_chain_recipe_is_the_fourteen_phases_of_emma_default_in_one_run():
+    """configs/emma-default-chain.toml: phase 1 is the ``warmstart`` preset's loss, the last two are
+    the ``finetune`` preset's (documented as emma-default's phases 13-14), 13,500 steps, training splits only."""
+    chain = load_config("fusion", RECIPE.parent / "emma-default-chain.toml")
+    phases = phase_configs(chain)
+    assert len(phases) == 14 and sum(c.steps for _, c in phases) == 13500
+    assert [s for s, _ in phases][:4] == [0, 3000, 4200, 5400]
+    loss = [f.name for f in dataclasses.fields(chain) if f.name.startswith("content_")]
+    first, last = phases[0][1], phases[-1][1]
+    warm, fine = preset("warmstart", "fusion"), preset("finetune", "fusion")
+    assert all(getattr(first, k) == getattr(warm, k) for k in loss)
+    assert all(getattr(last, k) == getattr(fine, k) for k in loss)
+    assert phase_lr(phases, 0) == pytest.approx(1e-3) and phase_lr(phases, 12900) == pytest.approx(1e-4)
+    assert [c.content_vif_max_gain for _, c in phases[6:9]] == [1.0, 1.0, 1.1]
+    assert chain.monitor.select == "VIF+Qabf+TCR"
+    assert all("/test" not in s.root for s in chain.data.sets)
