@@ -18,7 +18,7 @@ from emma_fusion.train.config import phase_configs, phase_lr
 from emma_fusion.train.data import DatasetSpec, PairedCrops
 from emma_fusion.weights import load_state
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "emma-default.toml"
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "recipe-short.toml"
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +130,9 @@ def test_table2_config_runs_every_loss_on_the_same_budget():
 
 
 def test_the_long_recipe_extends_the_short_one_with_emma_skys_terms():
-    """configs/emma-default-long.toml: the short recipe's phase 1 and data, longer later phases with
+    """configs/recipe-long.toml: the short recipe's phase 1 and data, longer later phases with
     the sky band and the warm-target term, training splits only."""
-    short, long = load_config("fusion", RECIPE), load_config("fusion", RECIPE.parent / "emma-default-long.toml")
+    short, long = load_config("fusion", RECIPE), load_config("fusion", RECIPE.parent / "recipe-long.toml")
     phases = phase_configs(long)
     assert [s for s, _ in phases] == [0, 1500, 3300, 4500, 5700, 6900]
     assert sum(c.steps for _, c in phases) == 8100
