@@ -204,6 +204,20 @@ def test_val_with_the_cpu_preset_prints_each_validation_and_keeps_the_best(tmp_p
     assert tomllib.loads((run_dir / "config.toml").read_text())["fusion"]["threads"] == 1
 
 
+def test_val_every_sets_the_validation_interval(tmp_path, machine, monkeypatch, capsys):
+    import emma_fusion.train.loop as loop
+
+    machine(cuda=False)
+    monkeypatch.setattr(loop, "auto_threads", lambda: 1)
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "fusion", "--data", _pairs(tmp_path / "train"), "--val", _pairs(tmp_path / "val"),
+                         "--out", run_dir, "--ablation", "content", "--steps", "3", "--batch", "1", "--crop", "48",
+                         "--val-pairs", "1", "--val-every", "1")
+    assert code == 0, err
+    assert [ln.split()[1] for ln in err.splitlines() if " validation: " in ln] == ["0", "1", "2", "3"]
+    assert tomllib.loads((run_dir / "config.toml").read_text())["fusion"]["monitor"]["val_every"] == 1
+
+
 def test_resume_reuses_the_recorded_threads_and_is_exact(tmp_path, monkeypatch):
     import emma_fusion.train.loop as loop
     from emma_fusion.train import apply_overrides, preset, train_fusion

@@ -189,6 +189,7 @@ def fusion_command(
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Use sensing nets that failed (or lack) the quality gate."),
     val: Optional[Path] = typer.Option(None, "--val", help="Held-in validation pairs (ir/, vi/), scored every monitor.val_every steps (else once an epoch); the best by monitor.select (default VIF+Qabf) is kept as ufuser_best.safetensors; one line per validation."),
     val_pairs: Optional[int] = typer.Option(None, "--val-pairs", min=0, help="How many of the --val pairs to score (monitor.val_pairs, default 4; 0: all of them). More pairs: a steadier choice of the best step, slower validation."),
+    val_every: Optional[int] = typer.Option(None, "--val-every", min=0, help="Steps between validations (monitor.val_every; 0: once an epoch). Also when resuming, e.g. to validate less often on a fast GPU."),
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
     amp: AmpOpt = None,
@@ -215,7 +216,8 @@ def fusion_command(
                  "sensing": str(sensing) if sensing else None,
                  "init_weights": str(init_weights) if init_weights else None,
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None,
-                 "monitor.val_dir": str(val) if val else None, "monitor.val_pairs": val_pairs}
+                 "monitor.val_dir": str(val) if val else None, "monitor.val_pairs": val_pairs,
+                 "monitor.val_every": val_every}
     cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
     weights = _run(train_fusion, cfg, resume)
     typer.echo(f"U-Fuser weights -> {weights}")
