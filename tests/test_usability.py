@@ -185,15 +185,20 @@ def _pairs(root: Path, n: int = 3) -> Path:
     return root
 
 
-def test_val_with_the_cpu_preset_prints_each_validation_and_keeps_the_best(tmp_path, machine, monkeypatch, capsys):
+def _train_with_val(tmp_path, machine, monkeypatch, capsys, *extra):
+    """`emma train fusion --val ...` (content loss, batch 1, 48 px crops) on a CPU: (code, out, err, run folder)."""
     import emma_fusion.train.loop as loop
 
     machine(cuda=False)
     monkeypatch.setattr(loop, "auto_threads", lambda: 1)
     run_dir = tmp_path / "run"
     code, out, err = run(capsys, "train", "fusion", "--data", _pairs(tmp_path / "train"), "--val", _pairs(tmp_path / "val"),
-                         "--out", run_dir, "--ablation", "content", "--steps", "2", "--batch", "1", "--crop", "48",
-                         "--val-pairs", "2")
+                         "--out", run_dir, "--ablation", "content", "--batch", "1", "--crop", "48", *extra)
+    return code, out, err, run_dir
+
+
+def test_val_with_the_cpu_preset_prints_each_validation_and_keeps_the_best(tmp_path, machine, monkeypatch, capsys):
+    code, out, err, run_dir = _train_with_val(tmp_path, machine, monkeypatch, capsys, "--steps", "2", "--val-pairs", "2")
     assert code == 0, err
     assert "no CUDA GPU here: using the cpu preset" in err and "fusion: 1 torch thread (auto" in err
     vals = [ln for ln in err.splitlines() if " validation: " in ln]
@@ -205,14 +210,8 @@ def test_val_with_the_cpu_preset_prints_each_validation_and_keeps_the_best(tmp_p
 
 
 def test_val_every_sets_the_validation_interval(tmp_path, machine, monkeypatch, capsys):
-    import emma_fusion.train.loop as loop
-
-    machine(cuda=False)
-    monkeypatch.setattr(loop, "auto_threads", lambda: 1)
-    run_dir = tmp_path / "run"
-    code, out, err = run(capsys, "train", "fusion", "--data", _pairs(tmp_path / "train"), "--val", _pairs(tmp_path / "val"),
-                         "--out", run_dir, "--ablation", "content", "--steps", "3", "--batch", "1", "--crop", "48",
-                         "--val-pairs", "1", "--val-every", "1")
+    code, out, err, run_dir = _train_with_val(tmp_path, machine, monkeypatch, capsys, "--steps", "3", "--val-pairs", "1",
+                                              "--val-every", "1")
     assert code == 0, err
     assert [ln.split()[1] for ln in err.splitlines() if " validation: " in ln] == ["0", "1", "2", "3"]
     assert tomllib.loads((run_dir / "config.toml").read_text())["fusion"]["monitor"]["val_every"] == 1
