@@ -101,9 +101,17 @@ def test_each_phase_trains_with_its_own_loss_and_learning_rate(pairs, tmp_path):
     assert recs[2]["loss"] > 2 * recs[1]["loss"]
 
 
-def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch):
-    ref = train_fusion(_cfg(pairs, tmp_path / "ref", TWO))
-    cfg = _cfg(pairs, tmp_path / "cut", TWO)
+def _validated(cfg):
+    return apply_overrides(cfg, {"monitor.every": 1, "monitor.val_every": 1, "monitor.val_dir": str(cfg.data.sets[0].root),
+                                 "monitor.val_pairs": 2, "monitor.val_metrics": ["SD", "SF"], "monitor.select": "SD+SF"})
+
+
+@pytest.mark.parametrize("from_best", [False, True])
+def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch, from_best):
+    phases = [TWO[0], {**TWO[1], "from_best": True}] if from_best else TWO
+    make = (lambda out: _validated(_cfg(pairs, out, phases))) if from_best else (lambda out: _cfg(pairs, out, phases))
+    ref = train_fusion(make(tmp_path / "ref"))
+    cfg = make(tmp_path / "cut")
     original = PairedCrops.batch
 
     def crashing(self, indices):
@@ -160,3 +168,52 @@ def test_the_chain_recipe_is_the_fourteen_phases_of_emma_default_in_one_run():
     assert [c.content_vif_max_gain for _, c in phases[6:9]] == [1.0, 1.0, 1.1]
     assert chain.monitor.select == "VIF+Qabf+TCR"
     assert all("/test" not in s.root for s in chain.data.sets)
+
+
+def test_a_from_best_phase_starts_from_the_best_validated_weights_with_a_fresh_optimiser(pairs, tmp_path, monkeypatch):
+    import emma_fusion.train.fusion as fusion
+
+    seen = []
+    original = fusion._restarts_from_best
+
+    def spying(cfg, fuser, monitor, rt):
+        hook = original(cfg, fuser, monitor, rt)
+
+        def same_as_best():
+            best, now = load_state(monitor.best_path)[0], fuser.state_dict()
+            return all(torch.equal(now[k].cpu(), best[k].cpu()) for k in best)
+
+        def wrapped(step, opt):
+            before = step > 0 and same_as_best()
+            rec = hook(step, opt)
+            if rec is not None:
+                seen.append((step, before, len(opt.state), same_as_best()))
+            return rec
+        return wrapped
+
+    monkeypatch.setattr(fusion, "_restarts_from_best", spying)
+    keep = fusion.ArtefactMonitor.keep_best  # only step 0 can be the best: phase 2 must go back to it
+    monkeypatch.setattr(fusion.ArtefactMonitor, "keep_best", lambda self, step, val: step == 0 and keep(self, step, val))
+    phases = [{"steps": 2, "content_grad_weight": 2.0, "lr": 3e-2, "lr_min": 1e-2},
+              {"steps": 2, "content_grad_weight": 10.0, "content_signed": True, "lr": 1e-4, "from_best": True}]
+    train_fusion(_validated(_cfg(pairs, tmp_path / "run", phases)))
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    first = next(r["validation"] for r in log if r["type"] == "monitor" and r["step"] == 0)
+    restarts = [r for r in log if r["type"] == "restart"]
+    assert [r["step"] for r in restarts] == [2] and restarts[0]["select"] == pytest.approx(first["select"])
+    assert seen == [(2, False, 0, True)]  # step 0's weights loaded over step 2's, Adam's moments cleared
+
+
+@pytest.mark.parametrize("phases, match", [
+    ([{"steps": 2, "from_best": True}], "first phase has no best"),
+    ([{"steps": 2}, {"steps": 2, "from_best": "yes"}], "from_best must be true or false"),
+])
+def test_from_best_errors(phases, match):
+    with pytest.raises(EmmaError, match=match):
+        phase_configs(_cfg(Path("."), Path("x"), phases))
+
+
+def test_from_best_needs_validation(pairs, tmp_path):
+    phases = [{"steps": 1}, {"steps": 1, "from_best": True}]
+    with pytest.raises(EmmaError, match="needs validation pairs"):
+        train_fusion(apply_overrides(_cfg(pairs, tmp_path / "run", phases), {"monitor.every": 1}))

@@ -170,7 +170,9 @@ class FusionConfig(_RunFields):
     ``phases`` (optional) makes one run a curriculum: a list of tables, each with ``steps`` and any
     of :data:`PHASE_KEYS` (the ``content_*`` loss settings, ``lr``, ``lr_min``), each applied on top
     of this table's values (not of the previous phase's). The run is the sum of the phases' steps; within each phase the
-    learning rate decays from its ``lr`` to its ``lr_min`` on a cosine (:func:`phase_configs`).
+    learning rate decays from its ``lr`` to its ``lr_min`` on a cosine (:func:`phase_configs`). A
+    phase with ``from_best = true`` starts from the best validated weights so far with a fresh
+    optimiser, as chained runs each started from the previous run's best (:func:`restart_steps`).
     """
 
     sensing: str = ""
@@ -210,7 +212,8 @@ StageConfig = typing.Union[SensingConfig, FusionConfig]
 
 #: What a curriculum phase (``FusionConfig.phases``) may set besides ``steps``: the content loss and
 #: the learning rate. Everything else (data, batch, validation) is the run's.
-PHASE_KEYS = frozenset({"lr", "lr_min"} | {f.name for f in dataclasses.fields(FusionConfig) if f.name.startswith("content_")})
+PHASE_KEYS = frozenset({"lr", "lr_min", "from_best"} | {f.name for f in dataclasses.fields(FusionConfig)
+                                                          if f.name.startswith("content_")})
 
 
 def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
@@ -230,7 +233,10 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
         unknown = set(phase) - PHASE_KEYS - {"steps"}
         if unknown:
             raise EmmaError(f"config {where}: {', '.join(sorted(unknown))} cannot change between phases "
-                            f"(a phase sets steps, lr, lr_min and content_* keys)")
+                            f"(a phase sets steps, lr, lr_min, from_best and content_* keys)")
+        if not isinstance(phase.get("from_best", False), bool) or (n == 1 and phase.get("from_best")):
+            raise EmmaError(f"config {where}: from_best must be true or false, and the first phase has no "
+                            "best weights to start from")
         steps = phase.get("steps")
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise EmmaError(f"config {where} needs steps = N (N >= 1), got {steps!r}")
@@ -243,6 +249,12 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
         raise EmmaError(f"steps = {cfg.steps} but the phases add up to {start} steps; leave steps out "
                         "(the phases set the run's length)")
     return out
+
+
+def restart_steps(cfg: FusionConfig) -> list[int]:
+    """The first steps of the phases that start from the best validated weights (``from_best = true``)."""
+    starts = [s for s, _ in phase_configs(cfg)]
+    return [start for start, phase in zip(starts, cfg.phases) if phase.get("from_best")]
 
 
 def phase_lr(phases: list[tuple[int, FusionConfig]], step: int) -> float:

@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import EmmaError
 from ..nets import UFuser
 from ..weights import load_model, load_weights_into, packaged_models, save_weights
-from .config import FusionConfig, MonitorConfig, phase_configs, phase_lr
+from .config import FusionConfig, MonitorConfig, phase_configs, phase_lr, restart_steps
 from .data import PairedCrops
 from .loop import (Runtime, Stage, StopTraining, notes, rank_indices, run_stage, setup_runtime, steps_per_epoch,
                    total_steps)
@@ -349,6 +349,31 @@ def make_sampler(cfg: FusionConfig) -> TransformSampler:
                             include_identity=t.include_identity, per_step=t.per_step or None)
 
 
+def _restarts_from_best(cfg: FusionConfig, fuser: nn.Module, monitor: ArtefactMonitor | None, rt: Runtime):
+    """The ``before_step`` hook of a curriculum whose phases start ``from_best`` (None without any):
+    at such a phase's first step, load ``ufuser_best.safetensors`` into ``fuser`` and clear the
+    optimiser's moments, as a chained run started from the previous run's best."""
+    starts = set(restart_steps(cfg))
+    if not starts:
+        return None
+    if monitor is None or not monitor.val_pairs:
+        raise EmmaError("a phase with from_best = true needs validation pairs (monitor.val_dir or "
+                        "monitor.val_list) to pick the best weights")
+
+    def restart(step: int, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+        if step not in starts:
+            return None
+        rt.barrier()  # rank 0 wrote the best weights
+        best = load_model(str(monitor.best_path), arch="ufuser")
+        load_weights_into(fuser, best.state_dict(), source=str(monitor.best_path))
+        opt.state.clear()
+        notes.info("step %d: phase starts from the best validated weights (%s %.4f), fresh optimiser",
+                   step, effective_select(monitor.cfg), monitor.best)
+        return {"from": monitor.best_path.name, "select": monitor.best}
+
+    return restart
+
+
 def _restore_monitor(monitor: ArtefactMonitor | None, state: dict[str, Any]) -> None:
     if monitor is not None:
         monitor.streak = int(state.get("monitor_streak", 0))
@@ -433,6 +458,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                              "monitor_reference": dict(monitor.reference) if monitor else {}},
         load_extra_state=lambda s: _restore_monitor(monitor, s),
         lr_at=partial(phase_lr, phases) if cfg.phases else None,
+        before_step=_restarts_from_best(cfg, fuser, monitor, rt),
     )
     step, out = run_stage(cfg, stage, rt, resume=resume)
     final = out / FUSER_FILE

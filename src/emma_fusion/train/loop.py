@@ -245,6 +245,8 @@ class Stage:
     extra_state: Callable[[], dict[str, Any]] = field(default=lambda: {})
     load_extra_state: Callable[[dict[str, Any]], None] = field(default=lambda s: None)
     lr_at: Callable[[int], float] | None = None  # a curriculum's learning rate at each step (else cfg.optim)
+    #: called before each step with the optimiser; a record it returns is logged as a ``restart``
+    before_step: Callable[[int, torch.optim.Optimizer], dict[str, Any] | None] | None = None
 
 
 def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int, total: int,
@@ -340,6 +342,8 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
             _run_monitor(stage, 0, jlog)
         objective.train()
         while step < total:
+            if stage.before_step is not None and (rec := stage.before_step(step, opt)) is not None:
+                jlog.write({"type": "restart", "step": step, **rec})
             t0 = time.perf_counter()
             batch = pending.result()
             pending = pool.submit(stage.batch_fn, step + 1) if step + 1 < total else None
