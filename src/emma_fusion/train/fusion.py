@@ -429,12 +429,13 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     if sense:
         for a in sense.values():
             a.to(rt.device)
-    phases = phase_configs(cfg)
+    phases, restarts = phase_configs(cfg), set(restart_steps(cfg))
     if cfg.phases:
         cfg = dataclasses.replace(cfg, steps=sum(c.steps for _, c in phases))
         for n, (start, c) in enumerate(phases, 1):
-            notes.info("phase %d of %d: steps %d-%d, lr %.3g -> %.3g, %s", n, len(phases), start + 1,
-                       start + c.steps, c.optim.lr, c.optim.lr_min, _loss_summary(c))
+            notes.info("phase %d of %d: steps %d-%d, lr %.3g -> %.3g, %s%s", n, len(phases), start + 1,
+                       start + c.steps, c.optim.lr, c.optim.lr_min, _loss_summary(c),
+                       "; from the best validated weights" if start in restarts else "")
     losses = [(start, make_loss(c, fuser, sense)) for start, c in phases]
     objective = FusionObjective(losses[0][1], make_sampler(cfg), cfg.seed, rt.rank, phases=losses[1:])
     spe = steps_per_epoch(data.epoch_size(cfg.data.crops_per_image), 1, cfg.batch, rt.world)
