@@ -210,8 +210,8 @@ class FusionConfig(_RunFields):
 
 StageConfig = typing.Union[SensingConfig, FusionConfig]
 
-#: What a curriculum phase (``FusionConfig.phases``) may set besides ``steps``: the content loss and
-#: the learning rate. Everything else (data, batch, validation) is the run's.
+#: What a curriculum phase (``FusionConfig.phases``) may set besides ``steps``: the content loss,
+#: the learning rate and ``from_best``. Everything else (data, batch, validation) is the run's.
 PHASE_KEYS = frozenset({"lr", "lr_min", "from_best"} | {f.name for f in dataclasses.fields(FusionConfig)
                                                           if f.name.startswith("content_")})
 
