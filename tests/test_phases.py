@@ -14,7 +14,7 @@ from PIL import Image
 
 from emma_fusion.errors import EmmaError
 from emma_fusion.train import apply_overrides, load_config, preset, save_config, train_fusion
-from emma_fusion.train.config import phase_configs, phase_lr
+from emma_fusion.train.config import crop_stream, phase_configs, phase_lr, restart_steps, validation_steps
 from emma_fusion.train.data import DatasetSpec, PairedCrops
 from emma_fusion.weights import load_state
 
@@ -114,10 +114,10 @@ def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_p
     cfg = make(tmp_path / "cut")
     original = PairedCrops.batch
 
-    def crashing(self, indices):
+    def crashing(self, indices, seed=None):
         if min(indices) >= 3 * cfg.batch:  # step 4's batch: after the step-2 checkpoint and the switch
             raise KeyboardInterrupt
-        return original(self, indices)
+        return original(self, indices, seed)
 
     monkeypatch.setattr(PairedCrops, "batch", crashing)
     with pytest.raises(KeyboardInterrupt):
@@ -217,3 +217,102 @@ def test_from_best_needs_validation(pairs, tmp_path):
     phases = [{"steps": 1}, {"steps": 1, "from_best": True}]
     with pytest.raises(EmmaError, match="needs validation pairs"):
         train_fusion(apply_overrides(_cfg(pairs, tmp_path / "run", phases), {"monitor.every": 1}))
+
+
+def test_phase_learning_rate_is_bit_for_bit_cosine_annealing():
+    """A phase's learning rates equal CosineAnnealingLR's, not just approximately: a chained run
+    replayed as a phase then updates its weights exactly as the separate run did."""
+    phases = phase_configs(_cfg(Path("."), Path("x"), [{"steps": 40, "lr": 1e-3}, {"steps": 1200, "lr": 3e-4, "lr_min": 1e-5}]))
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1200, eta_min=1e-5)
+    separate = [opt.param_groups[0]["lr"]]
+    for _ in range(1200):
+        opt.step()
+        sched.step()
+        separate.append(opt.param_groups[0]["lr"])
+    assert [phase_lr(phases, 40 + t) for t in range(1201)] == separate
+
+
+def test_crop_stream_and_validation_steps_of_phases():
+    cfg = _cfg(Path("."), Path("x"), [{"steps": 5, "val_every": 2}, {"steps": 4, "seed": 7, "val_every": 3},
+                                      {"steps": 2}])
+    cfg = apply_overrides(cfg, {"seed": 3, "monitor.val_every": 10})
+    assert crop_stream(cfg) == [(3, 0), (7, 5), (7, 5)]  # phase 3 continues phase 2's stream
+    assert validation_steps(cfg) == {0, 2, 4, 5, 8, 9, 11}  # each phase's own grid and its last step
+
+
+@pytest.mark.parametrize("key, value", [("seed", -1), ("seed", "7"), ("channels_last", "yes"),
+                                        ("val_every", 0), ("val_every", 2.5)])
+def test_bad_phase_run_keys_are_one_line_errors(key, value):
+    with pytest.raises(EmmaError, match=f"phases\\[2\\]: {key} must be"):
+        phase_configs(_cfg(Path("."), Path("x"), [{"steps": 2}, {"steps": 2, key: value}]))
+
+
+def test_a_curriculum_replays_chained_runs_bit_for_bit(pairs, tmp_path):
+    """Two separate runs, the second from the first's best weights with its own seed, layout,
+    schedule and validation interval, equal one curriculum whose second phase sets the same."""
+    first = {"steps": 3, "content_grad_weight": 2.0, "lr": 3e-3, "lr_min": 1e-4}
+    second = {"steps": 4, "content_grad_weight": 10.0, "content_signed": True, "lr": 1e-3, "lr_min": 1e-5}
+
+    def run(out: Path, phases: list[dict], **over):
+        cfg = _validated(_cfg(pairs, out, []))
+        cfg = apply_overrides(cfg, {"monitor.val_every": 2, "channels_last": False, **over})
+        if len(phases) == 1:  # a plain run: the phase's settings at the top level
+            p = phases[0]
+            top = {k: v for k, v in p.items() if k.startswith("content_")}
+            cfg = apply_overrides(cfg, {**top, "steps": p["steps"], "optim.lr": p["lr"], "optim.lr_min": p["lr_min"],
+                                        "optim.schedule": "cosine"})
+        else:
+            cfg.phases = phases
+        return train_fusion(cfg)
+
+    run(tmp_path / "a", [first])
+    b = run(tmp_path / "b", [second], seed=7, channels_last=True, init_weights=str(tmp_path / "a" / "ufuser_best.safetensors"),
+            **{"monitor.val_every": 3})
+    one = run(tmp_path / "one", [first, {**second, "from_best": True, "seed": 7, "channels_last": True, "val_every": 3}])
+
+    def same(x: Path, y: Path) -> bool:
+        a, c = load_state(x)[0], load_state(y)[0]
+        return a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)
+
+    assert same(tmp_path / "one" / "ufuser_start_phase02.safetensors", tmp_path / "a" / "ufuser_best.safetensors")
+    assert same(one, b) and same(one.with_name("ufuser_best.safetensors"), b.with_name("ufuser_best.safetensors"))
+    val = [r["step"] for r in map(json.loads, (tmp_path / "one" / "log.jsonl").read_text().splitlines())
+           if r["type"] == "monitor" and r.get("validation")]
+    assert val == [0, 2, 3, 6, 7]
+
+
+def test_select_caps_per_phase_rescores_the_kept_weights(tmp_path):
+    """A phase that counts TCR up to 1 judges later validations against the kept weights' score
+    by its own sum; a phase's last-step validation is judged by that phase's sum."""
+    from emma_fusion.nets import UFuser
+    from emma_fusion.train.fusion import ArtefactMonitor, _phase_caps
+
+    cfg = _cfg(Path("."), tmp_path, [{"steps": 4, "select_caps": False}, {"steps": 4}])
+    cfg = apply_overrides(cfg, {"monitor.select": "VIF+TCR", "monitor.val_metrics": ["VIF", "TCR"]})
+    mon = ArtefactMonitor.__new__(ArtefactMonitor)
+    mon.cfg, mon.fuser, mon.best_path = cfg.monitor, UFuser(), tmp_path / "best.safetensors"
+    mon.best, mon.best_scores, mon.caps_at = -math.inf, {}, _phase_caps(cfg)
+    assert mon.keep_best(2, {"VIF": 0.5, "TCR": 1.4})  # uncapped 1.9
+    assert not mon.keep_best(4, {"VIF": 0.95, "TCR": 0.9})  # 1.85: phase 1's last step, uncapped sum
+    assert mon.keep_best(6, {"VIF": 0.6, "TCR": 1.2})  # capped 1.6 beats the kept 0.5 + 1
+    assert mon.best == pytest.approx(1.6) and mon.best_scores == {"VIF": 0.6, "TCR": 1.2}
+
+
+def test_the_emma_default_config_replays_the_fourteen_runs_as_they_were_run():
+    """configs/emma-default.toml: each phase after the first a separate run as recorded in
+    docs/TRAINING_HISTORY.md (its seed, layout, validation interval, selection sum), training splits only."""
+    cfg = load_config("fusion", RECIPE.parent / "emma-default.toml")
+    phases = phase_configs(cfg)
+    assert [c.steps for _, c in phases] == [3000, 1200, 1200, 900, 900, 900, 900, 900] + [600] * 6
+    assert restart_steps(cfg) == [s for s, _ in phases[1:]]
+    assert [seed for seed, _ in crop_stream(cfg)] == [0] * 7 + [1, 5, 12, 21, 31, 42, 51]
+    assert [first for _, first in crop_stream(cfg)] == [s for s, _ in phases]  # every phase restarts its crops
+    assert [c.channels_last for _, c in phases] == [False, False] + [True] * 12
+    assert [c.monitor.val_every for _, c in phases] == [250, 250] + [150] * 12
+    assert [c.monitor.select_caps for _, c in phases] == [False] * 6 + [True] * 8
+    assert [c.optim.lr for _, c in phases][:4] == [1e-3, 3e-4, 3e-4, 1e-4]
+    assert [(c.content_vif_weight, c.content_qabf_weight, c.content_vif_max_gain) for _, c in phases][6:] == \
+        [(4.0, 8.0, 1.0)] * 2 + [(4.0, 8.0, 1.1)] + [(4.0, 12.0, 1.3)] * 3 + [(6.0, 16.0, 1.3)] * 2
+    assert [c.content_grad_gain for _, c in phases][3:6] == [1.0, 1.1, 1.15]
+    assert all("/test" not in s.root for s in cfg.data.sets) and cfg.monitor.val_pairs == 6

@@ -150,10 +150,10 @@ def test_fusion_resume_after_crash_equals_uninterrupted(tiny_data, sensing_run, 
     cfg = _fusion_cfg(tiny_data, tmp_path / "crash", sensing_run)
     original = PairedCrops.batch
 
-    def crashing(self, indices):
+    def crashing(self, indices, seed=None):
         if min(indices) >= 5 * cfg.batch:  # the batch of step 5: after the step-4 checkpoint
             raise KeyboardInterrupt
-        return original(self, indices)
+        return original(self, indices, seed)
 
     monkeypatch.setattr(PairedCrops, "batch", crashing)
     with pytest.raises(KeyboardInterrupt):

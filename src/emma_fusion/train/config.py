@@ -18,6 +18,7 @@ preset) an epoch is every kept patch (times its fused images in stage 1) once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -47,6 +48,8 @@ __all__ = [
     "PHASE_KEYS",
     "phase_configs",
     "phase_lr",
+    "crop_stream",
+    "validation_steps",
 ]
 
 
@@ -112,7 +115,7 @@ class MonitorConfig:
     every ``val_every`` steps, 0: once an epoch) scores the first
     ``val_pairs`` pairs (0: every pair) with ``val_metrics``; the U-Fuser with the best sum of the
     metrics named in ``select`` (e.g. ``"VIF+Qabf+TCR"``; empty: ``VIF+Qabf``) so far is kept as
-    ``ufuser_best.safetensors``.
+    ``ufuser_best.safetensors``; TCR and SKY count up to 1 in that sum unless ``select_caps`` is false.
     The defaults are calibrated in docs/TRAINING.md (a striped run: hf_ratio 1.7-7.3, sense ratios
     down to 0.28; clean runs: hf_ratio 0.15-0.5, sense ratios 0.57-1.3).
     """
@@ -129,6 +132,7 @@ class MonitorConfig:
     val_every: int = 0
     val_metrics: list[str] = field(default_factory=lambda: ["EN", "SF", "VIF", "Qabf", "SSIM"])
     select: str = ""
+    select_caps: bool = True
 
 
 @dataclass
@@ -173,6 +177,10 @@ class FusionConfig(_RunFields):
     learning rate decays from its ``lr`` to its ``lr_min`` on a cosine (:func:`phase_configs`). A
     phase with ``from_best = true`` starts from the best validated weights so far with a fresh
     optimiser, as chained runs each started from the previous run's best (:func:`restart_steps`).
+    A phase's ``seed`` restarts the crop stream at its first step as a new run with that seed
+    would; ``channels_last``, ``val_every`` (validations counted from the phase's first step) and
+    ``select_caps`` change the layout, validation interval and selection sum for the phase
+    (:func:`crop_stream`, :func:`validation_steps`).
     """
 
     sensing: str = ""
@@ -211,9 +219,10 @@ class FusionConfig(_RunFields):
 StageConfig = typing.Union[SensingConfig, FusionConfig]
 
 #: What a curriculum phase (``FusionConfig.phases``) may set besides ``steps``: the content loss,
-#: the learning rate and ``from_best``. Everything else (data, batch, validation) is the run's.
-PHASE_KEYS = frozenset({"lr", "lr_min", "from_best"} | {f.name for f in dataclasses.fields(FusionConfig)
-                                                          if f.name.startswith("content_")})
+#: the learning rate, ``from_best``, the crop stream's ``seed``, ``channels_last``, the validation
+#: interval ``val_every`` and ``select_caps``. Everything else (data, batch, validation pairs) is the run's.
+PHASE_KEYS = frozenset({"lr", "lr_min", "from_best", "seed", "channels_last", "val_every", "select_caps"}
+                       | {f.name for f in dataclasses.fields(FusionConfig) if f.name.startswith("content_")})
 
 
 def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
@@ -233,22 +242,65 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
         unknown = set(phase) - PHASE_KEYS - {"steps"}
         if unknown:
             raise EmmaError(f"config {where}: {', '.join(sorted(unknown))} cannot change between phases "
-                            f"(a phase sets steps, lr, lr_min, from_best and content_* keys)")
+                            f"(a phase sets steps, lr, lr_min, from_best, seed, channels_last, val_every, select_caps "
+                            f"and content_* keys)")
         if not isinstance(phase.get("from_best", False), bool) or (n == 1 and phase.get("from_best")):
             raise EmmaError(f"config {where}: from_best must be true or false, and the first phase has no "
                             "best weights to start from")
         steps = phase.get("steps")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        if not _is_int(steps) or steps < 1:
             raise EmmaError(f"config {where} needs steps = N (N >= 1), got {steps!r}")
-        loss = {k: v for k, v in phase.items() if k.startswith("content_")}
+        _check_phase_run_keys(phase, where)
+        loss = {k: v for k, v in phase.items() if k.startswith("content_") or k in ("seed", "channels_last")}
         optim = {k: v for k, v in phase.items() if k in ("lr", "lr_min")}
-        merged = _merge(cfg, {**loss, "optim": {**optim, "schedule": "cosine"}, "steps": steps, "phases": []}, where)
+        monitor = {k: phase[k] for k in ("val_every", "select_caps") if k in phase}
+        merged = _merge(cfg, {**loss, "optim": {**optim, "schedule": "cosine"}, "monitor": monitor,
+                              "steps": steps, "phases": []}, where)
         out.append((start, merged))
         start += steps
     if cfg.steps and cfg.steps != start:
         raise EmmaError(f"steps = {cfg.steps} but the phases add up to {start} steps; leave steps out "
                         "(the phases set the run's length)")
     return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_phase_run_keys(phase: dict[str, Any], where: str) -> None:
+    """One-line errors for a phase's ``seed``, ``channels_last`` and ``val_every``."""
+    if "seed" in phase and not (_is_int(phase["seed"]) and phase["seed"] >= 0):
+        raise EmmaError(f"config {where}: seed must be a whole number >= 0, got {phase['seed']!r}")
+    for key in ("channels_last", "select_caps"):
+        if not isinstance(phase.get(key, False), bool):
+            raise EmmaError(f"config {where}: {key} must be true or false")
+    if "val_every" in phase and not (_is_int(phase["val_every"]) and phase["val_every"] >= 1):
+        raise EmmaError(f"config {where}: val_every must be a whole number >= 1, got {phase['val_every']!r}")
+
+
+def crop_stream(cfg: FusionConfig) -> list[tuple[int, int]]:
+    """Where each phase's crops come from: ``(seed, first step of the stream)`` per phase.
+
+    A phase that sets ``seed`` restarts the stream at its first step (crop ``k`` of the phase is
+    crop ``k`` of a new run with that seed); the others continue the previous phase's stream.
+    """
+    out, current = [], (cfg.seed, 0)
+    for (start, _), phase in zip(phase_configs(cfg), cfg.phases or [{}]):
+        if "seed" in phase:
+            current = (int(phase["seed"]), start)
+        out.append(current)
+    return out
+
+
+def validation_steps(cfg: FusionConfig, steps_per_epoch: int = 1000) -> set[int]:
+    """The steps a curriculum validates at: every phase's ``val_every`` (0: once an epoch)
+    counted from its first step, and its last step (where a chained run would have ended)."""
+    steps: set[int] = set()
+    for start, c in phase_configs(cfg):
+        steps.update(range(start, start + c.steps, c.monitor.val_every or steps_per_epoch))
+        steps.add(start + c.steps)
+    return steps
 
 
 def restart_steps(cfg: FusionConfig) -> list[int]:
@@ -259,11 +311,23 @@ def restart_steps(cfg: FusionConfig) -> list[int]:
 
 def phase_lr(phases: list[tuple[int, FusionConfig]], step: int) -> float:
     """The learning rate at ``step`` of a curriculum: a cosine from the phase's ``lr`` to its
-    ``lr_min`` over the phase's steps (the last phase's ``lr_min`` after the end)."""
+    ``lr_min`` over the phase's steps (the last phase's ``lr_min`` after the end), computed as
+    ``torch.optim.lr_scheduler.CosineAnnealingLR`` computes it step by step, so that a phase
+    updates the weights exactly as a separate run with that schedule would."""
     start, cfg = next((s, c) for s, c in reversed(phases) if s <= step)
-    t = min(1.0, (step - start) / max(1, cfg.steps))
-    lo, hi = cfg.optim.lr_min, cfg.optim.lr
-    return lo + (hi - lo) * 0.5 * (1.0 + math.cos(math.pi * t))
+    lrs = _cosine_steps(cfg.optim.lr, cfg.optim.lr_min, max(1, cfg.steps))
+    return lrs[min(step - start, len(lrs) - 1)]
+
+
+@functools.lru_cache(maxsize=64)
+def _cosine_steps(hi: float, lo: float, steps: int) -> tuple[float, ...]:
+    """CosineAnnealingLR's recursive form: each value from the previous one (it differs from the
+    closed form in the last bits, which a few thousand Adam steps turn into different weights)."""
+    lrs = [hi]
+    for t in range(1, steps + 1):
+        ratio = (1.0 + math.cos(math.pi * t / steps)) / (1.0 + math.cos(math.pi * (t - 1) / steps))
+        lrs.append(ratio * (lrs[-1] - lo) + lo)
+    return tuple(lrs)
 _CLASSES: dict[str, type] = {"sensing": SensingConfig, "fusion": FusionConfig}
 
 

@@ -189,7 +189,7 @@ class PairedCrops:
         self.set_probs = weights / weights.sum()
         self.patches: list[tuple[PairRecord, int, int]] = []
         self._inputs: list[tuple[int, int | None]] = []  # (patch, fused image) of each grid input
-        self._perm: tuple[int, np.ndarray] | None = None
+        self._perm: tuple[tuple[int, int], np.ndarray] | None = None
         if self.grid_stride:
             self._set_patches(self._grid_patches())
 
@@ -349,12 +349,12 @@ class PairedCrops:
         x = int(rng.integers(w - self.crop + 1))
         return rec, fused, y, x
 
-    def _grid_draw(self, index: int) -> tuple[PairRecord, Path | None, int, int]:
+    def _grid_draw(self, index: int, seed: int) -> tuple[PairRecord, Path | None, int, int]:
         """Input ``index % n`` of epoch ``index // n``'s permutation (seeded by (seed, epoch))."""
         epoch, pos = divmod(int(index), len(self._inputs))
         perm = self._perm
-        if perm is None or perm[0] != epoch:
-            perm = self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(len(self._inputs)))
+        if perm is None or perm[0] != (seed, epoch):
+            perm = self._perm = ((seed, epoch), np.random.default_rng([seed, epoch, 1]).permutation(len(self._inputs)))
         k, j = self._inputs[int(perm[1][pos])]
         rec, y, x = self.patches[k]
         return rec, (rec.fused[j] if j is not None else None), y, x
@@ -374,12 +374,15 @@ class PairedCrops:
                 log.warning("%d crops kept after %d low-contrast rejections", self.forced, self.max_tries)
         return rec, fused, y, x, ir, vi
 
-    def sample(self, index: int) -> dict[str, torch.Tensor]:
-        """Crop number ``index`` of the stream: ``{"ir", "vi"[, "fused"]}`` each (1, crop, crop)."""
-        rng = np.random.default_rng([self.seed, int(index)])
+    def sample(self, index: int, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Crop number ``index`` of the stream: ``{"ir", "vi"[, "fused"]}`` each (1, crop, crop).
+
+        ``seed`` (default: the one given at construction) picks the stream."""
+        seed = self.seed if seed is None else int(seed)
+        rng = np.random.default_rng([seed, int(index)])
         c = self.crop
         if self.grid_stride:
-            rec, fused, y, x = self._grid_draw(index)
+            rec, fused, y, x = self._grid_draw(index, seed)
             ir = self._load(rec.ir)[y : y + c, x : x + c]
             vi = self._load(rec.vi)[y : y + c, x : x + c]
         else:
@@ -397,8 +400,8 @@ class PairedCrops:
             out["fused"] = torch.from_numpy(f)[None]
         return out
 
-    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        """Stack :meth:`sample` over ``indices``: each value (len(indices), 1, crop, crop)."""
-        items = [self.sample(i) for i in indices]
+    def batch(self, indices: Sequence[int], seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Stack :meth:`sample` over ``indices`` (of stream ``seed``): each value (len(indices), 1, crop, crop)."""
+        items = [self.sample(i, seed) for i in indices]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 

@@ -1,7 +1,8 @@
 """Stage 2: the U-Fuser, trained with frozen A_i, A_v and the loss of Eq. 6 (or an ablation).
 
 The step's transform stack is drawn with a ``torch.Generator`` seeded from (seed, step, rank), so
-a resumed run draws the same transforms. An artefact monitor scores fixed crops every
+a resumed run draws the same transforms (in a curriculum: the phase's crop stream, see
+:func:`~emma_fusion.train.config.crop_stream`). An artefact monitor scores fixed crops every
 ``monitor.every`` steps (see :class:`~emma_fusion.train.config.MonitorConfig`) and warns, or stops
 the run, when the U-Fuser starts to fool the sensing nets.
 """
@@ -11,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import shutil
+from bisect import bisect_left, bisect_right
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,7 +29,8 @@ from torch import nn
 from ..errors import EmmaError
 from ..nets import UFuser
 from ..weights import load_model, load_weights_into, packaged_models, save_weights
-from .config import FusionConfig, MonitorConfig, phase_configs, phase_lr, restart_steps
+from .config import (FusionConfig, MonitorConfig, crop_stream, phase_configs, phase_lr, restart_steps,
+                     validation_steps)
 from .data import PairedCrops
 from .loop import (Runtime, Stage, StopTraining, notes, rank_indices, run_stage, setup_runtime, steps_per_epoch,
                    total_steps)
@@ -49,13 +54,14 @@ BEST_FILE = "ufuser_best.safetensors"
 SELECT_CAPS = {"TCR": 1.0, "SKY": 1.0}
 
 
-def selection_score(select: str, scores: dict[str, float]) -> float:
-    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``), TCR and SKY capped at 1; NaN counts as -inf."""
+def selection_score(select: str, scores: dict[str, float], caps: bool = True) -> float:
+    """The sum of the metrics named in ``select`` (``"VIF+Qabf+TCR"``), TCR and SKY capped at 1
+    (unless ``caps`` is false); NaN counts as -inf."""
     total = 0.0
     for name in (n.strip() for n in select.split("+") if n.strip()):
         if name not in scores:
             raise EmmaError(f"monitor.select names {name!r}, which is not among monitor.val_metrics")
-        v = min(scores[name], SELECT_CAPS.get(name, float("inf")))
+        v = min(scores[name], SELECT_CAPS.get(name, float("inf"))) if caps else scores[name]
         total += v if np.isfinite(v) else -float("inf")
     return total
 
@@ -83,13 +89,16 @@ class FusionObjective(nn.Module):
     """:class:`~emma_fusion.train.losses.EmmaLoss` plus the per-step transform draw; DDP wraps this.
 
     ``phases``: a curriculum's later losses as ``(first step, loss)``; from that step on, that loss
-    is used instead of ``loss`` (all of them share the one U-Fuser).
+    is used instead of ``loss`` (all of them share the one U-Fuser). ``stream`` maps a step to the
+    ``(seed, index)`` its transforms are drawn from (default ``(seed, step)``).
     """
 
     def __init__(self, loss: EmmaLoss, sampler: TransformSampler, seed: int, rank: int = 0,
-                 phases: list[tuple[int, EmmaLoss]] | None = None) -> None:
+                 phases: list[tuple[int, EmmaLoss]] | None = None,
+                 stream: Callable[[int], tuple[int, int]] | None = None) -> None:
         super().__init__()
         self.base, self.sampler, self.seed, self.rank = loss, sampler, seed, rank
+        self.stream = stream or (lambda step: (self.seed, step))
         self.starts = [s for s, _ in phases or []]
         self.later = nn.ModuleList([x for _, x in phases or []])
         self.current = 0  # index of the phase in use: 0 is ``base``
@@ -107,7 +116,8 @@ class FusionObjective(nn.Module):
         """The transform stack of ``step`` (empty when the ablation uses none)."""
         if not self.loss.uses_transforms:
             return []
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 131 + self.rank)
+        seed, index = self.stream(step)
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + index) * 131 + self.rank)
         return self.sampler.sample(height, width, gen)
 
     def forward(self, ir: torch.Tensor, vi: torch.Tensor, step: int = 0):
@@ -131,9 +141,13 @@ class ArtefactMonitor:
 
     def __init__(self, cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] | None,
                  batch: dict[str, torch.Tensor], rt: Runtime, steps_per_epoch: int = 1000,
-                 last_step: int = 0) -> None:
+                 last_step: int = 0, val_at: set[int] | None = None,
+                 caps_at: Callable[[int], bool] | None = None) -> None:
         self.cfg, self.fuser, self.sense, self.rt = cfg.monitor, fuser, sense, rt
         self.last_step = last_step  # validated too, so a run's end state can be the one kept
+        self.val_at = val_at  # a curriculum's validation steps (else every val_every steps)
+        self.caps_at = caps_at or (lambda step: self.cfg.select_caps)  # a curriculum's select_caps at a step
+        self.best_scores: dict[str, float] = {}  # the validation of the kept weights
         self.batch = {k: v.to(rt.device) for k, v in batch.items()}
         self.streak = 0
         self.val_pairs = _validation_pairs(self.cfg.val_dir, self.cfg.val_pairs, self.cfg.val_list)
@@ -195,19 +209,27 @@ class ArtefactMonitor:
         select = effective_select(self.cfg)
         if not select:
             return False
-        score = selection_score(select, val)
+        caps = self.caps_at(step)
+        score = selection_score(select, val, caps)
         val["select"] = score
+        if self.best_scores:  # the kept weights' score by this phase's sum (a phase may change select_caps)
+            self.best = selection_score(select, self.best_scores, caps)
         if score <= self.best:
             return False
-        self.best = score
+        self.best, self.best_scores = score, {k: v for k, v in val.items() if k != "select"}
         meta = {"stage": "fusion", "step": str(step), "select": select, "score": f"{score:.6f}"}
         save_weights(self.best_path, self.fuser, extra_metadata=meta)
         log.info("step %d: best validation %s = %.4f -> %s", step, select, score, self.best_path)
         return True
 
+    def _validates(self, step: int) -> bool:
+        if self.val_at is not None:
+            return step in self.val_at
+        return step % self.val_every == 0 or step == self.last_step
+
     def __call__(self, step: int) -> dict[str, Any] | None:
         val = None
-        if self.val_pairs and (step % self.val_every == 0 or step == self.last_step) and self.rt.main:
+        if self.val_pairs and self._validates(step) and self.rt.main:
             val = self.validate()
             best = self.keep_best(step, val)
             notes.info("step %d validation: %s%s", step, ", ".join(f"{k} {v:.4f}" for k, v in val.items()),
@@ -349,11 +371,49 @@ def make_sampler(cfg: FusionConfig) -> TransformSampler:
                             include_identity=t.include_identity, per_step=t.per_step or None)
 
 
+def _stream_at(cfg: FusionConfig) -> Callable[[int], tuple[int, int]]:
+    """``(seed, index)`` of each step's crops in its phase's stream (:func:`crop_stream`)."""
+    starts, streams = [s for s, _ in phase_configs(cfg)], crop_stream(cfg)
+
+    def at(step: int) -> tuple[int, int]:
+        seed, first = streams[bisect_right(starts, step) - 1]
+        return seed, step - first
+
+    return at
+
+
+def _phase_caps(cfg: FusionConfig) -> Callable[[int], bool]:
+    """``select_caps`` of the phase a validation at ``step`` belongs to (a phase's last step is its own)."""
+    phases = phase_configs(cfg)
+    starts, caps = [s for s, _ in phases], [c.monitor.select_caps for _, c in phases]
+    return lambda step: caps[max(0, bisect_left(starts, step) - 1)]
+
+
+def _phase_layouts(cfg: FusionConfig, module: nn.Module, rt: Runtime):
+    """A ``before_step`` hook that gives each step its phase's ``channels_last`` layout (None when
+    no phase changes it): the module's weights and, through ``rt``, the batches."""
+    phases = phase_configs(cfg)
+    starts, layouts = [s for s, _ in phases], [c.channels_last for _, c in phases]
+    if len(set(layouts)) < 2:
+        return None
+
+    def layout(step: int, opt: torch.optim.Optimizer) -> None:
+        wanted = layouts[bisect_right(starts, step) - 1]
+        if wanted != rt.channels_last:
+            rt.channels_last = wanted
+            module.to(memory_format=rt.memory_format)
+            notes.info("step %d: channels_last = %s", step, str(wanted).lower())
+        return None
+
+    return layout
+
+
 def _restarts_from_best(cfg: FusionConfig, fuser: nn.Module, monitor: ArtefactMonitor | None, rt: Runtime):
     """The ``before_step`` hook of a curriculum whose phases start ``from_best`` (None without any):
     at such a phase's first step, load ``ufuser_best.safetensors`` into ``fuser`` and clear the
-    optimiser's moments, as a chained run started from the previous run's best."""
-    starts = set(restart_steps(cfg))
+    optimiser's moments, as a chained run started from the previous run's best; the weights the
+    phase starts from are kept as ``ufuser_start_phaseNN.safetensors``."""
+    starts = {s: n for n, (s, _) in enumerate(phase_configs(cfg), 1) if s in set(restart_steps(cfg))}
     if not starts:
         return None
     if monitor is None or not monitor.val_pairs:
@@ -367,17 +427,41 @@ def _restarts_from_best(cfg: FusionConfig, fuser: nn.Module, monitor: ArtefactMo
         best = load_model(str(monitor.best_path), arch="ufuser")
         load_weights_into(fuser, best.state_dict(), source=str(monitor.best_path))
         opt.state.clear()
-        notes.info("step %d: phase starts from the best validated weights (%s %.4f), fresh optimiser",
-                   step, effective_select(monitor.cfg), monitor.best)
-        return {"from": monitor.best_path.name, "select": monitor.best}
+        kept = monitor.best_path.with_name(f"ufuser_start_phase{starts[step]:02d}.safetensors")
+        if rt.main:
+            shutil.copyfile(monitor.best_path, kept.with_suffix(".tmp"))
+            os.replace(kept.with_suffix(".tmp"), kept)
+        notes.info("step %d: phase %d starts from the best validated weights (%s %.4f), fresh optimiser",
+                   step, starts[step], effective_select(monitor.cfg), monitor.best)
+        return {"from": monitor.best_path.name, "select": monitor.best, "kept": kept.name}
 
     return restart
+
+
+def _chain(*hooks):
+    """One ``before_step`` hook running ``hooks`` (None entries skipped) in order; the last record wins."""
+    hooks = [h for h in hooks if h is not None]
+    if not hooks:
+        return None
+
+    def run(step: int, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+        recs = [h(step, opt) for h in hooks]
+        return next((r for r in reversed(recs) if r is not None), None)
+
+    return run
+
+
+def _stream_batch(data: PairedCrops, where: tuple[int, int], batch: int, rt: Runtime) -> dict[str, torch.Tensor]:
+    """This rank's crops of the step at ``where = (seed, index)`` of a crop stream."""
+    seed, index = where
+    return data.batch(rank_indices(index, batch, rt.rank, rt.world), seed=seed)
 
 
 def _restore_monitor(monitor: ArtefactMonitor | None, state: dict[str, Any]) -> None:
     if monitor is not None:
         monitor.streak = int(state.get("monitor_streak", 0))
         monitor.best = float(state.get("monitor_best", -float("inf")))
+        monitor.best_scores = {k: float(v) for k, v in state.get("monitor_best_scores", {}).items()}
         monitor.reference.update(state.get("monitor_reference", {}))
 
 
@@ -437,29 +521,33 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
                        start + c.steps, c.optim.lr, c.optim.lr_min, _loss_summary(c),
                        "; from the best validated weights" if start in restarts else "")
     losses = [(start, make_loss(c, fuser, sense)) for start, c in phases]
-    objective = FusionObjective(losses[0][1], make_sampler(cfg), cfg.seed, rt.rank, phases=losses[1:])
+    stream = _stream_at(cfg)
+    objective = FusionObjective(losses[0][1], make_sampler(cfg), cfg.seed, rt.rank, phases=losses[1:], stream=stream)
     spe = steps_per_epoch(data.epoch_size(cfg.data.crops_per_image), 1, cfg.batch, rt.world)
     fuser.to(rt.device)
     monitor = None
     if cfg.monitor.every > 0:
         probe = _build_data(cfg, cfg.seed + 1)  # a different crop stream than training
         monitor = ArtefactMonitor(cfg, fuser, sense, probe.batch(range(cfg.monitor.crops)), rt, spe,
-                                  last_step=total_steps(cfg, spe))
+                                  last_step=total_steps(cfg, spe),
+                                  val_at=validation_steps(cfg, spe) if cfg.phases else None,
+                                  caps_at=_phase_caps(cfg) if cfg.phases else None)
     log.info("fusion (ablation %s): %d pairs, %d steps per epoch, %d transforms per step",
              cfg.ablation, len(data.pairs), spe, objective.sampler.per_step_size if objective.loss.uses_transforms else 0)
     stage = Stage(
         name="fusion",
         models={"ufuser": fuser},
         objective=objective,
-        batch_fn=lambda step: data.batch(rank_indices(step, cfg.batch, rt.rank, rt.world)),
+        batch_fn=lambda step: _stream_batch(data, stream(step), cfg.batch, rt),
         steps_per_epoch=spe,
         monitor=monitor,
         extra_state=lambda: {"monitor_streak": monitor.streak if monitor else 0,
                              "monitor_best": monitor.best if monitor else -float("inf"),
+                             "monitor_best_scores": dict(monitor.best_scores) if monitor else {},
                              "monitor_reference": dict(monitor.reference) if monitor else {}},
         load_extra_state=lambda s: _restore_monitor(monitor, s),
         lr_at=partial(phase_lr, phases) if cfg.phases else None,
-        before_step=_restarts_from_best(cfg, fuser, monitor, rt),
+        before_step=_chain(_phase_layouts(cfg, objective, rt), _restarts_from_best(cfg, fuser, monitor, rt)),
     )
     step, out = run_stage(cfg, stage, rt, resume=resume)
     final = out / FUSER_FILE
