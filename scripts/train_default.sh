@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full EMMA pipeline, the paper's recipe at GPU or CPU scale: pseudo ground truth, stage 1 (A_i, A_v),
-# stage 2 (U-Fuser). (The shipped emma-default is the content warm start: scripts/reproduce_default.sh.)
+# stage 2 (U-Fuser). (The shipped emma-default is the content warm start: configs/emma-default.toml.)
 #
 # Usage: scripts/train_default.sh DATA_ROOT RUN_DIR [SCALE]
 #   DATA_ROOT holds MSRS/train, RoadScene/train (ir/, vi/) and results/<Peer>/<Dataset>_train/
