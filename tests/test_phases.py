@@ -316,3 +316,42 @@ def test_the_emma_default_config_replays_the_fourteen_runs_as_they_were_run():
         [(4.0, 8.0, 1.0)] * 2 + [(4.0, 8.0, 1.1)] + [(4.0, 12.0, 1.3)] * 3 + [(6.0, 16.0, 1.3)] * 2
     assert [c.content_grad_gain for _, c in phases][3:6] == [1.0, 1.1, 1.15]
     assert all("/test" not in s.root for s in cfg.data.sets) and cfg.monitor.val_pairs == 6
+
+
+def test_a_layout_set_by_every_phase_overrides_the_runs(pairs, tmp_path):
+    """Phases that all say ``channels_last = true`` in a run that says false train as a
+    channels-last run does (the run-level key is only the default)."""
+    def run(out: Path, phases: list[dict], cl: bool) -> dict:
+        cfg = apply_overrides(_cfg(pairs, out, phases), {"channels_last": cl})
+        return load_state(train_fusion(cfg))[0]
+
+    cl = [{**p, "channels_last": True} for p in TWO]
+    a, b, c = run(tmp_path / "a", cl, False), run(tmp_path / "b", TWO, True), run(tmp_path / "c", TWO, False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the layout does change the rounding here
+
+
+def test_resume_across_a_layout_switch_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch):
+    phases = [TWO[0], {**TWO[1], "channels_last": True, "seed": 3}]
+
+    def make(out: Path):
+        return apply_overrides(_cfg(pairs, out, phases), {"channels_last": False})
+
+    ref = train_fusion(make(tmp_path / "ref"))
+    cfg = make(tmp_path / "cut")
+    original = PairedCrops.batch
+    calls = []
+
+    def crashing(self, indices, seed=None):
+        calls.append(seed)
+        if len(calls) == 4:  # step 4's batch (phase 2, after the step-2 checkpoint and the switch)
+            raise KeyboardInterrupt
+        return original(self, indices, seed)
+
+    monkeypatch.setattr(PairedCrops, "batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train_fusion(cfg)
+    monkeypatch.setattr(PairedCrops, "batch", original)
+    resumed = train_fusion(cfg, resume=True)
+    a, b = load_state(ref)[0], load_state(resumed)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)

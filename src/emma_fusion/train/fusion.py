@@ -391,10 +391,10 @@ def _phase_caps(cfg: FusionConfig) -> Callable[[int], bool]:
 
 def _phase_layouts(cfg: FusionConfig, module: nn.Module, rt: Runtime):
     """A ``before_step`` hook that gives each step its phase's ``channels_last`` layout (None when
-    no phase changes it): the module's weights and, through ``rt``, the batches."""
+    every phase has the run's layout): the module's weights and, through ``rt``, the batches."""
     phases = phase_configs(cfg)
     starts, layouts = [s for s, _ in phases], [c.channels_last for _, c in phases]
-    if len(set(layouts)) < 2:
+    if all(wanted == rt.channels_last for wanted in layouts):
         return None
 
     def layout(step: int, opt: torch.optim.Optimizer) -> None:
