@@ -106,16 +106,13 @@ def _validated(cfg):
                                  "monitor.val_pairs": 2, "monitor.val_metrics": ["SD", "SF"], "monitor.select": "SD+SF"})
 
 
-@pytest.mark.parametrize("from_best", [False, True])
-def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch, from_best):
-    phases = [TWO[0], {**TWO[1], "from_best": True}] if from_best else TWO
-    make = (lambda out: _validated(_cfg(pairs, out, phases))) if from_best else (lambda out: _cfg(pairs, out, phases))
-    ref = train_fusion(make(tmp_path / "ref"))
-    cfg = make(tmp_path / "cut")
+def _interrupt_and_resume(cfg, monkeypatch, crash_when) -> Path:
+    """Run ``cfg`` until ``crash_when(indices, seed)`` of a training batch (Ctrl-C there), then
+    resume it; the resumed run's final weights."""
     original = PairedCrops.batch
 
     def crashing(self, indices, seed=None):
-        if min(indices) >= 3 * cfg.batch:  # step 4's batch: after the step-2 checkpoint and the switch
+        if crash_when(indices, seed):
             raise KeyboardInterrupt
         return original(self, indices, seed)
 
@@ -123,7 +120,17 @@ def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_p
     with pytest.raises(KeyboardInterrupt):
         train_fusion(cfg)
     monkeypatch.setattr(PairedCrops, "batch", original)
-    resumed = train_fusion(cfg, resume=True)
+    return train_fusion(cfg, resume=True)
+
+
+@pytest.mark.parametrize("from_best", [False, True])
+def test_resume_across_a_phase_boundary_equals_an_uninterrupted_run(pairs, tmp_path, monkeypatch, from_best):
+    phases = [TWO[0], {**TWO[1], "from_best": True}] if from_best else TWO
+    make = (lambda out: _validated(_cfg(pairs, out, phases))) if from_best else (lambda out: _cfg(pairs, out, phases))
+    ref = train_fusion(make(tmp_path / "ref"))
+    cfg = make(tmp_path / "cut")
+    # step 4's batch: after the step-2 checkpoint and the switch
+    resumed = _interrupt_and_resume(cfg, monkeypatch, lambda indices, seed: min(indices) >= 3 * cfg.batch)
     a, b = load_state(ref)[0], load_state(resumed)[0]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["lr"] for r in _steps(tmp_path / "ref")] == [r["lr"] for r in _steps(tmp_path / "cut")]
@@ -339,19 +346,7 @@ def test_resume_across_a_layout_switch_equals_an_uninterrupted_run(pairs, tmp_pa
 
     ref = train_fusion(make(tmp_path / "ref"))
     cfg = make(tmp_path / "cut")
-    original = PairedCrops.batch
-    calls = []
-
-    def crashing(self, indices, seed=None):
-        calls.append(seed)
-        if len(calls) == 4:  # step 4's batch (phase 2, after the step-2 checkpoint and the switch)
-            raise KeyboardInterrupt
-        return original(self, indices, seed)
-
-    monkeypatch.setattr(PairedCrops, "batch", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train_fusion(cfg)
-    monkeypatch.setattr(PairedCrops, "batch", original)
-    resumed = train_fusion(cfg, resume=True)
+    # step 4's batch: phase 2's second (its stream, seed 3, restarts at index 0), after the step-2 checkpoint
+    resumed = _interrupt_and_resume(cfg, monkeypatch, lambda indices, seed: seed == 3 and min(indices) >= cfg.batch)
     a, b = load_state(ref)[0], load_state(resumed)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
