@@ -155,3 +155,45 @@ def test_bad_content_settings_fail_before_any_work(tmp_path):
     with pytest.raises(EmmaError, match="sky band"):
         train_fusion(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def _skyline() -> tuple[torch.Tensor, torch.Tensor]:
+    """A warm roof under a cold sky in the infrared, a dark roof under a bright sky in the visible
+    image; the infrared skyline is the stronger edge. (1, 1, 96, 96) in [0, 1]."""
+    ir = torch.full((1, 1, 96, 96), 0.1)
+    ir[..., 48:, :] = 0.8
+    vi = torch.full((1, 1, 96, 96), 0.85)
+    vi[..., 48:, :] = 0.3
+    return ir, vi
+
+
+def test_sky_polarity_gives_the_skyline_the_visible_images_sign():
+    from emma_fusion.train.losses import _strongest, near_sky, polarity_checked
+
+    ir, vi = _skyline()
+    g, take_ir = _strongest(ir, vi, 0.0)
+    assert g[0, 0, 1, 47:49, 40].min() > 2.5  # the infrared edge: brighter below the skyline
+    near = near_sky(ir, vi, band=5, reach=16)
+    assert near[0, 0, 47:49, 40].all() and not near[0, 0, 80:, 40].any()
+    g2 = polarity_checked(g, vi, take_ir & near.unsqueeze(2))
+    assert torch.allclose(g2[0, 0, 1, 47:49, 40], torch.full((2,), -2.2))  # now the visible edge
+    assert torch.equal(g2[..., 60:, :], g[..., 60:, :])  # away from the sky nothing changes
+
+
+def test_sky_polarity_lowers_the_loss_of_the_visible_skyline_only_by_day():
+    ir, vi = _skyline()
+    kw = {"signed": True, "grad_gain": 1.15, "sky_band": 5}
+    f = vi.clone()  # keeps the visible skyline: the plain texture term charges it the infrared edge
+    assert content_loss(f, ir, vi, sky_polarity=16, **kw) < content_loss(f, ir, vi, **kw)
+    night = vi * 0.2  # no bright sky: the option changes nothing
+    assert content_loss(night, ir, night, sky_polarity=16, **kw) == content_loss(night, ir, night, **kw)
+
+
+def test_sky_polarity_needs_the_signed_texture_term():
+    from emma_fusion.errors import EmmaError
+
+    ir, vi = _skyline()
+    with pytest.raises(EmmaError, match="signed texture term"):
+        content_loss(vi, ir, vi, sky_polarity=16)
+    with pytest.raises(EmmaError, match=">= 0 px"):
+        content_loss(vi, ir, vi, signed=True, sky_polarity=-1)

@@ -476,7 +476,8 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     qabf_weight=cfg.content_qabf_weight, vif_max_gain=cfg.content_vif_max_gain,
                                     vif_visible_share=cfg.content_vif_visible_share,
                                     sky_weight=cfg.content_sky_weight,
-                                    target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band))
+                                    target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band,
+                                    sky_polarity=cfg.content_sky_polarity))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -491,6 +492,8 @@ def _loss_summary(cfg: FusionConfig) -> str:
         parts.append(f"Qabf {cfg.content_qabf_weight:g}")
     if cfg.content_sky_weight:
         parts.append(f"sky {cfg.content_sky_weight:g}" + (f" (band {cfg.content_sky_band})" if cfg.content_sky_band != 15 else ""))
+    if cfg.content_sky_polarity:
+        parts.append(f"sky polarity {cfg.content_sky_polarity} px")
     if cfg.content_target_weight:
         parts.append(f"target {cfg.content_target_weight:g}")
     return ", ".join(parts)
@@ -500,7 +503,8 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     """Train the U-Fuser; return the final weights file ``OUT/ufuser.safetensors``."""
     cfg = config
     for _, c in phase_configs(cfg):  # bad loss settings fail here, not after data loading and validation
-        check_content_options(c.content_signed, c.content_polarity, c.content_vif_visible_share, c.content_sky_band)
+        check_content_options(c.content_signed, c.content_polarity, c.content_vif_visible_share, c.content_sky_band,
+                             c.content_sky_polarity)
     rt = setup_runtime(cfg)
     sense = _load_sensing(cfg)
     data = _build_data(cfg, cfg.seed)

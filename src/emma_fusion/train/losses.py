@@ -37,7 +37,7 @@ from ..metrics.core import SKY_WARM_MARGIN
 from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "target_term", "check_content_options", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "near_sky", "target_term", "check_content_options", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -161,6 +161,12 @@ def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, band: int = 15
     return ((f - vi).abs() * m).sum() / area + (g * m).sum() / area
 
 
+def near_sky(ir: torch.Tensor, vi: torch.Tensor, band: int, reach: int) -> torch.Tensor:
+    """Pixels within ``reach`` px of :func:`sky_mask_torch`'s mask (bool (N, 1, H, W); ir, vi: (N, 1, H, W) in [0, 1])."""
+    m = sky_mask_torch(ir, vi, band).detach()
+    return F.max_pool2d(m, 2 * reach + 1, stride=1, padding=reach) > 0
+
+
 def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -> torch.Tensor:
     """Keep the infrared image's warm targets at least as salient in f (scalar; 0 where none)::
 
@@ -186,7 +192,7 @@ def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -
 
 
 def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visible_share: float = 0.5,
-                          sky_band: int = 15) -> None:
+                          sky_band: int = 15, sky_polarity: int = 0) -> None:
     """Raise :class:`EmmaError` (one line) on content-loss settings :func:`content_loss` cannot use."""
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -196,6 +202,10 @@ def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visib
         raise EmmaError(f"content VIF visible share must be in [0, 1], got {vif_visible_share}")
     if sky_band < 0:
         raise EmmaError(f"content sky band must be >= 0 px, got {sky_band}")
+    if sky_polarity < 0:
+        raise EmmaError(f"content sky polarity reach must be >= 0 px, got {sky_polarity}")
+    if sky_polarity and not signed:
+        raise EmmaError("content sky polarity needs the signed texture term (content_signed = true)")
 
 
 def content_loss(
@@ -203,7 +213,7 @@ def content_loss(
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
     vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
-    sky_band: int = 15,
+    sky_band: int = 15, sky_polarity: int = 0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -250,8 +260,13 @@ def content_loss(
     ``sky_band`` (px) is how far around a warm pixel that term stays off (15: the SKY metric's band).
     ``target_weight`` adds ``target_weight * target_term(f, ir)`` (:func:`target_term`): the warm
     targets' local contrast (what TCR scores) kept at least at the infrared image's.
+
+    ``sky_polarity`` R > 0 (px; signed term only): within R px of :func:`sky_mask_torch`'s mask, an
+    infrared component of the texture target whose sign disagrees with the *visible* image's edge
+    takes the visible edge (:func:`near_sky`): where warm roofs and trees meet a bright sky the
+    skyline keeps the visible image's polarity, so the fused sky does not darken towards them.
     """
-    check_content_options(signed, polarity, vif_visible_share, sky_band)
+    check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity)
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
@@ -261,6 +276,8 @@ def content_loss(
         g_f = spatial_gradient(f, mode="sobel", order=1, normalized=False)
         if polarity > 0:
             g_t = polarity_checked(g_t, target, take_ir, polarity)
+        if sky_polarity > 0:
+            g_t = polarity_checked(g_t, vi, take_ir & near_sky(ir, vi, sky_band, sky_polarity).unsqueeze(2))
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
