@@ -197,3 +197,42 @@ def test_sky_polarity_needs_the_signed_texture_term():
         content_loss(vi, ir, vi, sky_polarity=16)
     with pytest.raises(EmmaError, match=">= 0 px"):
         content_loss(vi, ir, vi, signed=True, sky_polarity=-1)
+
+
+def test_smoothed_mask_fills_a_noisy_infrared_sky_and_still_skips_the_warm_target():
+    rng = np.random.default_rng(5)
+    ir, vi = _daytime(2)
+    ir = np.clip(ir + rng.normal(0, 3.0, ir.shape), 0, 255)  # sensor noise on the cold sky
+    t = (torch.tensor(a / 255, dtype=torch.float32)[None, None] for a in (ir, vi))
+    ir_t, vi_t = t
+    plain = sky_mask_torch(ir_t, vi_t, band=5)[0, 0]
+    smooth = sky_mask_torch(ir_t, vi_t, band=5, smooth=7)[0, 0]
+    sky = (slice(4, 36), slice(16, -16))
+    assert plain[sky].mean() < 0.75 < 0.95 < smooth[sky].mean()  # noise halves the plain test's sky
+    assert not smooth[48:].any()
+    dim_vi = vi_t * (150 / 220)  # a duller sky: only a lower threshold takes it
+    assert not sky_mask_torch(ir_t, dim_vi, band=5, smooth=7)[0, 0].any()
+    assert sky_mask_torch(ir_t, dim_vi, band=5, smooth=7, bright=140)[0, 0][sky].mean() > 0.95
+
+
+def test_sky_mask_options_are_checked():
+    from emma_fusion.errors import EmmaError
+
+    ir, vi = _skyline()
+    with pytest.raises(EmmaError, match="odd window side"):
+        content_loss(vi, ir, vi, sky_smooth=4)
+    with pytest.raises(EmmaError, match=r"\[0, 255\]"):
+        content_loss(vi, ir, vi, sky_bright=300)
+
+
+def test_sky_mask_keys_of_a_run_reach_its_content_loss():
+    from emma_fusion.nets.ufuser import UFuser
+    from emma_fusion.train.config import FusionConfig
+    from emma_fusion.train.fusion import _loss_summary, make_loss
+
+    cfg = FusionConfig(ablation="content", content_signed=True, content_sky_weight=2.0, content_sky_band=5,
+                       content_sky_polarity=16, content_sky_smooth=7, content_sky_bright=140.0)
+    loss = make_loss(cfg, UFuser(), None)
+    assert {k: loss.content_loss.keywords[k] for k in ("sky_polarity", "sky_smooth", "sky_bright")} == {
+        "sky_polarity": 16, "sky_smooth": 7, "sky_bright": 140.0}
+    assert "sky 2 (band 5, smooth 7, from 140)" in _loss_summary(cfg) and "sky polarity 16 px" in _loss_summary(cfg)

@@ -208,6 +208,8 @@ class FusionConfig(_RunFields):
     content_target_weight: float = 0.0
     content_sky_band: int = 15
     content_sky_polarity: int = 0
+    content_sky_smooth: int = 0
+    content_sky_bright: float = 170.0
     phases: list[dict[str, Any]] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)

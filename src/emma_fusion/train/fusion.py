@@ -477,7 +477,8 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     vif_visible_share=cfg.content_vif_visible_share,
                                     sky_weight=cfg.content_sky_weight,
                                     target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band,
-                                    sky_polarity=cfg.content_sky_polarity))
+                                    sky_polarity=cfg.content_sky_polarity, sky_smooth=cfg.content_sky_smooth,
+                                    sky_bright=cfg.content_sky_bright))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -491,7 +492,10 @@ def _loss_summary(cfg: FusionConfig) -> str:
     if cfg.content_qabf_weight:
         parts.append(f"Qabf {cfg.content_qabf_weight:g}")
     if cfg.content_sky_weight:
-        parts.append(f"sky {cfg.content_sky_weight:g}" + (f" (band {cfg.content_sky_band})" if cfg.content_sky_band != 15 else ""))
+        mask = [f"band {cfg.content_sky_band}"] if cfg.content_sky_band != 15 else []
+        mask += [f"smooth {cfg.content_sky_smooth}"] if cfg.content_sky_smooth > 1 else []
+        mask += [f"from {cfg.content_sky_bright:g}"] if cfg.content_sky_bright != 170.0 else []
+        parts.append(f"sky {cfg.content_sky_weight:g}" + (f" ({', '.join(mask)})" if mask else ""))
     if cfg.content_sky_polarity:
         parts.append(f"sky polarity {cfg.content_sky_polarity} px")
     if cfg.content_target_weight:
@@ -504,7 +508,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     cfg = config
     for _, c in phase_configs(cfg):  # bad loss settings fail here, not after data loading and validation
         check_content_options(c.content_signed, c.content_polarity, c.content_vif_visible_share, c.content_sky_band,
-                             c.content_sky_polarity)
+                             c.content_sky_polarity, c.content_sky_smooth, c.content_sky_bright)
     rt = setup_runtime(cfg)
     sense = _load_sensing(cfg)
     data = _build_data(cfg, cfg.seed)

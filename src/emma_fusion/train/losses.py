@@ -124,35 +124,46 @@ def _local_contrast(x: torch.Tensor) -> torch.Tensor:
     return x - _box_mean(x, 31)
 
 
-def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15) -> torch.Tensor:
+SKY_FLAT_TOLERANCE = 3.0
+"""Grey levels an infrared pixel's smoothed value may lie above its 31 x 31 mean and still count as sky."""
+
+
+def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15, smooth: int = 0,
+                   bright: float = 170.0) -> torch.Tensor:
     """The SKY metric's mask (:func:`emma_fusion.metrics.sky_mask`) on tensors in [0, 1].
 
     ``vi >= 170/255``, local std of ``vi`` over 15 x 15 below ``8/255``, ``ir`` below its own
     31 x 31 mean, and no pixel within 15 px more than ``SKY_WARM_MARGIN / 255`` above its own
     31 x 31 mean: a bright, flat visible background in front of which the infrared is locally
     colder (a clear sky), never a warm target or the background right around one. ``band``: how
-    far (px) that exclusion reaches (15: the metric's; 0: the warm pixels only). ir, vi:
-    (N, 1, H, W), H, W > 15; returns a float (N, 1, H, W) mask of 0s and 1s.
+    far (px) that exclusion reaches (15: the metric's; 0: the warm pixels only). ``smooth`` > 1:
+    the "locally colder" test compares the infrared image's ``smooth`` x ``smooth`` mean (not the
+    pixel) with its 31 x 31 mean plus ``SKY_FLAT_TOLERANCE`` (3 grey levels), so sensor noise and
+    streaks do not punch holes in a flat sky; ``bright``:
+    the visible threshold in grey levels (170: the metric's). ir, vi: (N, 1, H, W), H, W > 15;
+    returns a float (N, 1, H, W) mask of 0s and 1s.
     """
     mean = _box_mean(vi, 15)
     var = _box_mean(vi * vi, 15) - mean * mean
     ci = _local_contrast(ir)
     warm = (ci > SKY_WARM_MARGIN / 255.0).to(vi.dtype)
     near_warm = (F.max_pool2d(warm, 2 * band + 1, stride=1, padding=band) if band > 0 else warm) > 0
-    m = (vi >= 170.0 / 255.0) & (var < (8.0 / 255.0) ** 2) & (ci < 0) & ~near_warm
+    cold = (_box_mean(ir, smooth) - _box_mean(ir, 31) < SKY_FLAT_TOLERANCE / 255.0) if smooth > 1 else ci < 0
+    m = (vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2) & cold & ~near_warm
     return m.to(vi.dtype)
 
 
-def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, band: int = 15) -> torch.Tensor:
+def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, band: int = 15, smooth: int = 0,
+             bright: float = 170.0) -> torch.Tensor:
     """Keep the visible image where :func:`sky_mask_torch` holds (scalar; 0 where the mask is empty)::
 
         sum(|f - v| m) / sum(m) + sum((|d_x f - d_x v| + |d_y f - d_y v|) m) / sum(m)
 
     with unnormalised Sobel derivatives: the sky stays as bright and as smooth as the visible
-    image, without the infrared camera's cold tone and streaks. ``band``: as in
-    :func:`sky_mask_torch`. f, ir, vi: (N, 1, H, W) in [0, 1].
+    image, without the infrared camera's cold tone and streaks. ``band``, ``smooth``, ``bright``: as
+    in :func:`sky_mask_torch`. f, ir, vi: (N, 1, H, W) in [0, 1].
     """
-    m = sky_mask_torch(ir, vi, band).detach()
+    m = sky_mask_torch(ir, vi, band, smooth, bright).detach()
     area = m.sum()
     if area < 1:
         return f.sum() * 0.0
@@ -161,9 +172,10 @@ def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, band: int = 15
     return ((f - vi).abs() * m).sum() / area + (g * m).sum() / area
 
 
-def near_sky(ir: torch.Tensor, vi: torch.Tensor, band: int, reach: int) -> torch.Tensor:
+def near_sky(ir: torch.Tensor, vi: torch.Tensor, band: int, reach: int, smooth: int = 0,
+             bright: float = 170.0) -> torch.Tensor:
     """Pixels within ``reach`` px of :func:`sky_mask_torch`'s mask (bool (N, 1, H, W); ir, vi: (N, 1, H, W) in [0, 1])."""
-    m = sky_mask_torch(ir, vi, band).detach()
+    m = sky_mask_torch(ir, vi, band, smooth, bright).detach()
     return F.max_pool2d(m, 2 * reach + 1, stride=1, padding=reach) > 0
 
 
@@ -192,7 +204,8 @@ def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -
 
 
 def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visible_share: float = 0.5,
-                          sky_band: int = 15, sky_polarity: int = 0) -> None:
+                          sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0,
+                          sky_bright: float = 170.0) -> None:
     """Raise :class:`EmmaError` (one line) on content-loss settings :func:`content_loss` cannot use."""
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -204,6 +217,10 @@ def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visib
         raise EmmaError(f"content sky band must be >= 0 px, got {sky_band}")
     if sky_polarity < 0:
         raise EmmaError(f"content sky polarity reach must be >= 0 px, got {sky_polarity}")
+    if sky_smooth < 0 or (sky_smooth > 1 and sky_smooth % 2 == 0):
+        raise EmmaError(f"content sky smooth must be 0, 1 or an odd window side, got {sky_smooth}")
+    if not 0.0 <= sky_bright <= 255.0:
+        raise EmmaError(f"content sky bright must be a grey level in [0, 255], got {sky_bright}")
     if sky_polarity and not signed:
         raise EmmaError("content sky polarity needs the signed texture term (content_signed = true)")
 
@@ -213,7 +230,7 @@ def content_loss(
     grad_gain: float = 1.0, ir_margin: float = 0.0, base_weight: float = 0.0, base_size: int = 16,
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
     vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
-    sky_band: int = 15, sky_polarity: int = 0,
+    sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0, sky_bright: float = 170.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -265,8 +282,10 @@ def content_loss(
     infrared component of the texture target whose sign disagrees with the *visible* image's edge
     takes the visible edge (:func:`near_sky`): where warm roofs and trees meet a bright sky the
     skyline keeps the visible image's polarity, so the fused sky does not darken towards them.
+    ``sky_smooth``, ``sky_bright``: the sky mask's noise smoothing and visible threshold
+    (:func:`sky_mask_torch`'s ``smooth`` and ``bright``; 0 and 170: the SKY metric's mask).
     """
-    check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity)
+    check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity, sky_smooth, sky_bright)
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
@@ -277,7 +296,8 @@ def content_loss(
         if polarity > 0:
             g_t = polarity_checked(g_t, target, take_ir, polarity)
         if sky_polarity > 0:
-            g_t = polarity_checked(g_t, vi, take_ir & near_sky(ir, vi, sky_band, sky_polarity).unsqueeze(2))
+            near = near_sky(ir, vi, sky_band, sky_polarity, sky_smooth, sky_bright)
+            g_t = polarity_checked(g_t, vi, take_ir & near.unsqueeze(2))
         # sum over the two components, so the scale matches the unsigned term's G = |gx| + |gy|
         texture = (g_f - grad_gain * g_t).abs().sum(dim=2).mean()
     else:
@@ -290,7 +310,7 @@ def content_loss(
     if qabf_weight > 0:
         loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
     if sky_weight > 0:
-        loss = loss + sky_weight * sky_term(f, ir, vi, sky_band)
+        loss = loss + sky_weight * sky_term(f, ir, vi, sky_band, sky_smooth, sky_bright)
     if target_weight > 0:
         loss = loss + target_weight * target_term(f, ir)
     return loss
