@@ -236,3 +236,35 @@ def test_sky_mask_keys_of_a_run_reach_its_content_loss():
     assert {k: loss.content_loss.keywords[k] for k in ("sky_polarity", "sky_smooth", "sky_bright")} == {
         "sky_polarity": 16, "sky_smooth": 7, "sky_bright": 140.0}
     assert "sky 2 (band 5, smooth 7, from 140)" in _loss_summary(cfg) and "sky polarity 16 px" in _loss_summary(cfg)
+
+
+def test_floor_term_costs_only_a_darker_fused_image_on_bright_flat_visible_ground():
+    from emma_fusion.train.losses import floor_term
+
+    ir, vi = _daytime(3)
+    vi_t = torch.tensor(vi / 255, dtype=torch.float32)[None, None]
+    assert floor_term(vi_t, vi_t).item() == 0.0
+    assert floor_term((vi_t + 0.2).clamp(max=1), vi_t).item() == 0.0  # brighter (a warm target) is free
+    dark = vi_t.clone()
+    dark[..., :20, :] -= 0.3  # the upper sky darkened, as the infrared's cold sky would
+    assert floor_term(dark, vi_t).item() == pytest.approx(0.3 * 20 / 41, rel=0.05)  # rows 0-40 are flat
+    dark_ground = vi_t.clone()
+    dark_ground[..., 56:, :] -= 0.2  # the ground is not bright: no cost
+    assert floor_term(dark_ground, vi_t).item() == 0.0
+    assert floor_term(vi_t, vi_t * 0.2).item() == 0.0  # no bright background anywhere: 0, not NaN
+    f = dark.clone().requires_grad_()
+    floor_term(f, vi_t).backward()
+    assert (f.grad[..., :20, 20:-20] < 0).all() and (f.grad[..., 24:, :] == 0).all()  # only brightens
+
+
+def test_floor_weight_of_a_run_reaches_its_content_loss():
+    from emma_fusion.nets.ufuser import UFuser
+    from emma_fusion.train.config import FusionConfig
+    from emma_fusion.train.fusion import _loss_summary, make_loss
+
+    cfg = FusionConfig(ablation="content", content_signed=True, content_floor_weight=2.0)
+    assert make_loss(cfg, UFuser(), None).content_loss.keywords["floor_weight"] == 2.0
+    assert _loss_summary(cfg).endswith("floor 2")
+    ir, vi = (torch.tensor(a / 255, dtype=torch.float32)[None, None] for a in _daytime(4))
+    dark = vi * 0.5
+    assert content_loss(dark, ir, vi, floor_weight=2.0) > content_loss(dark, ir, vi) + 0.1

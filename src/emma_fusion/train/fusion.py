@@ -478,7 +478,7 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     sky_weight=cfg.content_sky_weight,
                                     target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band,
                                     sky_polarity=cfg.content_sky_polarity, sky_smooth=cfg.content_sky_smooth,
-                                    sky_bright=cfg.content_sky_bright))
+                                    sky_bright=cfg.content_sky_bright, floor_weight=cfg.content_floor_weight))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -500,6 +500,8 @@ def _loss_summary(cfg: FusionConfig) -> str:
         parts.append(f"sky polarity {cfg.content_sky_polarity} px")
     if cfg.content_target_weight:
         parts.append(f"target {cfg.content_target_weight:g}")
+    if cfg.content_floor_weight:
+        parts.append(f"floor {cfg.content_floor_weight:g}")
     return ", ".join(parts)
 
 

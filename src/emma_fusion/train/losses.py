@@ -37,7 +37,7 @@ from ..metrics.core import SKY_WARM_MARGIN
 from .metric_losses import qabf_score, vif_score
 from .transforms import Transform, apply_stack
 
-__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "near_sky", "target_term", "check_content_options", "EmmaLoss", "LossOutput"]
+__all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "near_sky", "floor_term", "target_term", "check_content_options", "EmmaLoss", "LossOutput"]
 
 #: Each ablation is the list of its terms (weights: a1 on the visible terms, a2 on the equivariant one).
 ABLATION_TERMS: dict[str, tuple[str, ...]] = {
@@ -179,6 +179,25 @@ def near_sky(ir: torch.Tensor, vi: torch.Tensor, band: int, reach: int, smooth: 
     return F.max_pool2d(m, 2 * reach + 1, stride=1, padding=reach) > 0
 
 
+def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0) -> torch.Tensor:
+    """Never darker than a bright, flat visible background (scalar; 0 where there is none)::
+
+        sum(relu(v - f) m) / sum(m),   m = v >= bright / 255 and local std of v over 15 x 15 < 8 / 255
+
+    A one-sided sky term without the infrared tests: wherever the visible image is bright and flat
+    (a daytime sky, right up to the trees and roofs in front of it, where :func:`sky_term`'s band
+    leaves off), f may be brighter than the visible image (a warm target) but not darker (the
+    infrared image's cold sky, a dark rim drawn to make an edge). f, vi: (N, 1, H, W) in [0, 1].
+    """
+    mean = _box_mean(vi, 15)
+    var = _box_mean(vi * vi, 15) - mean * mean
+    m = ((vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2)).to(f.dtype).detach()
+    area = m.sum()
+    if area < 1:
+        return f.sum() * 0.0
+    return (F.relu(vi - f) * m).sum() / area
+
+
 def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -> torch.Tensor:
     """Keep the infrared image's warm targets at least as salient in f (scalar; 0 where none)::
 
@@ -231,6 +250,7 @@ def content_loss(
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
     vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
     sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0, sky_bright: float = 170.0,
+    floor_weight: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -284,6 +304,8 @@ def content_loss(
     skyline keeps the visible image's polarity, so the fused sky does not darken towards them.
     ``sky_smooth``, ``sky_bright``: the sky mask's noise smoothing and visible threshold
     (:func:`sky_mask_torch`'s ``smooth`` and ``bright``; 0 and 170: the SKY metric's mask).
+    ``floor_weight`` adds ``floor_weight * floor_term(f, vi, sky_bright)`` (:func:`floor_term`): f
+    no darker than the visible image wherever that is bright and flat, whatever the infrared shows.
     """
     check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity, sky_smooth, sky_bright)
     target = torch.maximum(ir, vi)
@@ -313,6 +335,8 @@ def content_loss(
         loss = loss + sky_weight * sky_term(f, ir, vi, sky_band, sky_smooth, sky_bright)
     if target_weight > 0:
         loss = loss + target_weight * target_term(f, ir)
+    if floor_weight > 0:
+        loss = loss + floor_weight * floor_term(f, vi, sky_bright)
     return loss
 
 
