@@ -268,3 +268,18 @@ def test_floor_weight_of_a_run_reaches_its_content_loss():
     ir, vi = (torch.tensor(a / 255, dtype=torch.float32)[None, None] for a in _daytime(4))
     dark = vi * 0.5
     assert content_loss(dark, ir, vi, floor_weight=2.0) > content_loss(dark, ir, vi) + 0.1
+
+
+def test_floor_term_can_leave_a_warm_target_in_bright_smoke_free():
+    from emma_fusion.train.losses import floor_term
+
+    vi = torch.full((1, 1, 96, 128), 220 / 255)  # bright, flat smoke
+    ir = torch.full_like(vi, 100 / 255)
+    ir[..., 40:60, 50:70] = 200 / 255  # a warm target behind it
+    f = vi.clone()
+    f[..., 40:60, 50:70] = 120 / 255  # shown darker than the smoke, so it stands out
+    assert floor_term(f, vi) > 0.01  # without the infrared test the floor hides it (0.39 x 400 px / 12288)
+    assert floor_term(f, vi, ir=ir, warm=8.0).item() == 0.0
+    sky = f.clone()
+    sky[..., :10, :] -= 0.2  # darkened smoke away from the target still costs
+    assert floor_term(sky, vi, ir=ir, warm=8.0) > 0

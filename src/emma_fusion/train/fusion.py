@@ -478,7 +478,8 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     sky_weight=cfg.content_sky_weight,
                                     target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band,
                                     sky_polarity=cfg.content_sky_polarity, sky_smooth=cfg.content_sky_smooth,
-                                    sky_bright=cfg.content_sky_bright, floor_weight=cfg.content_floor_weight))
+                                    sky_bright=cfg.content_sky_bright, floor_weight=cfg.content_floor_weight,
+                                    floor_warm=cfg.content_floor_warm))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -501,7 +502,8 @@ def _loss_summary(cfg: FusionConfig) -> str:
     if cfg.content_target_weight:
         parts.append(f"target {cfg.content_target_weight:g}")
     if cfg.content_floor_weight:
-        parts.append(f"floor {cfg.content_floor_weight:g}")
+        parts.append(f"floor {cfg.content_floor_weight:g}"
+                     + (f" (infrared warmer than {cfg.content_floor_warm:g} left out)" if cfg.content_floor_warm else ""))
     return ", ".join(parts)
 
 

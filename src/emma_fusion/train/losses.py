@@ -179,7 +179,8 @@ def near_sky(ir: torch.Tensor, vi: torch.Tensor, band: int, reach: int, smooth: 
     return F.max_pool2d(m, 2 * reach + 1, stride=1, padding=reach) > 0
 
 
-def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0) -> torch.Tensor:
+def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0, ir: torch.Tensor | None = None,
+               warm: float = 0.0) -> torch.Tensor:
     """Never darker than a bright, flat visible background (scalar; 0 where there is none)::
 
         sum(relu(v - f) m) / sum(m),   m = v >= bright / 255 and local std of v over 15 x 15 < 8 / 255
@@ -187,11 +188,18 @@ def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0) -> torc
     A one-sided sky term without the infrared tests: wherever the visible image is bright and flat
     (a daytime sky, right up to the trees and roofs in front of it, where :func:`sky_term`'s band
     leaves off), f may be brighter than the visible image (a warm target) but not darker (the
-    infrared image's cold sky, a dark rim drawn to make an edge). f, vi: (N, 1, H, W) in [0, 1].
+    infrared image's cold sky, a dark rim drawn to make an edge). ``warm`` > 0 (grey levels, with
+    ``ir``): pixels within 3 px of one whose infrared 7 x 7 mean lies more than ``warm`` above its
+    31 x 31 mean are left out, so a warm target in front of bright smoke, fog or a pale wall may stay darker than it.
+    f, vi, ir: (N, 1, H, W) in [0, 1].
     """
     mean = _box_mean(vi, 15)
     var = _box_mean(vi * vi, 15) - mean * mean
-    m = ((vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2)).to(f.dtype).detach()
+    m = (vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2)
+    if warm > 0 and ir is not None:
+        hot = (_box_mean(ir, 7) - _box_mean(ir, 31) > warm / 255.0).to(vi.dtype)
+        m = m & ~(F.max_pool2d(hot, 7, stride=1, padding=3) > 0)
+    m = m.to(f.dtype).detach()
     area = m.sum()
     if area < 1:
         return f.sum() * 0.0
@@ -250,7 +258,7 @@ def content_loss(
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
     vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
     sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0, sky_bright: float = 170.0,
-    floor_weight: float = 0.0,
+    floor_weight: float = 0.0, floor_warm: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -305,7 +313,8 @@ def content_loss(
     ``sky_smooth``, ``sky_bright``: the sky mask's noise smoothing and visible threshold
     (:func:`sky_mask_torch`'s ``smooth`` and ``bright``; 0 and 170: the SKY metric's mask).
     ``floor_weight`` adds ``floor_weight * floor_term(f, vi, sky_bright)`` (:func:`floor_term`): f
-    no darker than the visible image wherever that is bright and flat, whatever the infrared shows.
+    no darker than the visible image wherever that is bright and flat; ``floor_warm`` > 0 (grey
+    levels) leaves out where the infrared is locally warmer than that (:func:`floor_term`'s ``warm``).
     """
     check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity, sky_smooth, sky_bright)
     target = torch.maximum(ir, vi)
@@ -336,7 +345,7 @@ def content_loss(
     if target_weight > 0:
         loss = loss + target_weight * target_term(f, ir)
     if floor_weight > 0:
-        loss = loss + floor_weight * floor_term(f, vi, sky_bright)
+        loss = loss + floor_weight * floor_term(f, vi, sky_bright, ir, floor_warm)
     return loss
 
 
