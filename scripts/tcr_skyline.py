@@ -59,14 +59,17 @@ def main() -> None:
     for folder in args.data:
         pairs, _ = pair_by_stem(folder / "ir", folder / "vi")
         for name, model in models:
-            rows = []
+            rows, share = [], []
             for _, ir_path, vi_path in pairs:
+                ir, vi = _gray(ir_path), _gray(vi_path)
                 f = np.rint(emma_fusion.fuse(ir_path, vi_path, model, color="gray").astype(np.float64) * 255.0)
-                rows.append(split_tcr(f, _gray(ir_path), _gray(vi_path)))
+                rows.append(split_tcr(f, ir, vi))
+                share.append(skyline(ir, vi)[warm_target_mask(ir)].mean())
             t = np.array(rows)
             n = (~np.isnan(t)).sum(0)
             print(f"{folder} {name}: TCR {np.nanmean(t[:, 0]):.3f}, skyline targets {np.nanmean(t[:, 1]):.3f} "
-                  f"({n[1]} pairs), elsewhere {np.nanmean(t[:, 2]):.3f} ({n[2]} pairs)", flush=True)
+                  f"({np.mean(share):.0%} of TCR's pixels; "
+                  f"{n[1]} pairs), elsewhere {np.nanmean(t[:, 2]):.3f} ({n[2]} pairs)", flush=True)
 
 
 if __name__ == "__main__":
