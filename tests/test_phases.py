@@ -350,3 +350,19 @@ def test_resume_across_a_layout_switch_equals_an_uninterrupted_run(pairs, tmp_pa
     resumed = _interrupt_and_resume(cfg, monkeypatch, lambda indices, seed: seed == 3 and min(indices) >= cfg.batch)
     a, b = load_state(ref)[0], load_state(resumed)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_log_keeps_one_restart_record_per_phase_start(tmp_path):
+    """Resuming from the checkpoint at a phase start makes that phase's restart again; its record
+    from the interrupted run goes, so the log holds one restart record per phase start."""
+    from emma_fusion.train.loop import JsonlLog
+
+    path = tmp_path / "log.jsonl"
+    old = [{"type": "start", "step": 0}, {"type": "monitor", "step": 150}, {"type": "checkpoint", "step": 150},
+           {"type": "restart", "step": 150}, {"type": "train", "step": 160}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old) + '{"type": "tra')  # cut by a crash
+    log = JsonlLog(path, True, 150)
+    log.write({"type": "restart", "step": 150})
+    log.close()
+    kept = [json.loads(x) for x in path.read_text().splitlines()]
+    assert kept == old[:3] + [{"type": "restart", "step": 150}]

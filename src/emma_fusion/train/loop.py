@@ -205,7 +205,9 @@ def rank_indices(step: int, batch: int, rank: int, world: int) -> list[int]:
 
 class JsonlLog:
     """JSON-lines log (rank 0). A fresh run (``resume_step`` None) starts an empty file; a resumed
-    run keeps the records up to ``resume_step`` and appends."""
+    run keeps the records up to ``resume_step`` and appends. A ``restart`` record at
+    ``resume_step`` itself is dropped: it was written after that step's checkpoint, and the resumed
+    run makes the restart (and writes its record) again."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None) -> None:
         self.path, self.enabled = path, enabled
@@ -216,7 +218,8 @@ class JsonlLog:
                     rec = json.loads(line)
                 except ValueError:
                     continue  # a line cut by a crash
-                if rec.get("step", 0) <= resume_step:
+                step = rec.get("step", 0)
+                if step < resume_step or (step == resume_step and rec.get("type") != "restart"):
                     kept.append(line)
             path.write_text("".join(k + "\n" for k in kept))
         self._fh = path.open("a" if resume_step is not None else "w") if enabled else None
