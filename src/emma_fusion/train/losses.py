@@ -128,6 +128,13 @@ SKY_FLAT_TOLERANCE = 3.0
 """Grey levels an infrared pixel's smoothed value may lie above its 31 x 31 mean and still count as sky."""
 
 
+def _bright_flat(vi: torch.Tensor, bright: float) -> torch.Tensor:
+    """Bright, flat visible ground: ``vi >= bright / 255`` and local std over 15 x 15 below 8 / 255 (bool, same shape)."""
+    mean = _box_mean(vi, 15)
+    var = _box_mean(vi * vi, 15) - mean * mean
+    return (vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2)
+
+
 def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15, smooth: int = 0,
                    bright: float = 170.0) -> torch.Tensor:
     """The SKY metric's mask (:func:`emma_fusion.metrics.sky_mask`) on tensors in [0, 1].
@@ -143,13 +150,11 @@ def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15, smooth: i
     the visible threshold in grey levels (170: the metric's). ir, vi: (N, 1, H, W), H, W > 15;
     returns a float (N, 1, H, W) mask of 0s and 1s.
     """
-    mean = _box_mean(vi, 15)
-    var = _box_mean(vi * vi, 15) - mean * mean
     ci = _local_contrast(ir)
     warm = (ci > SKY_WARM_MARGIN / 255.0).to(vi.dtype)
     near_warm = (F.max_pool2d(warm, 2 * band + 1, stride=1, padding=band) if band > 0 else warm) > 0
     cold = (_box_mean(ir, smooth) - _box_mean(ir, 31) < SKY_FLAT_TOLERANCE / 255.0) if smooth > 1 else ci < 0
-    m = (vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2) & cold & ~near_warm
+    m = _bright_flat(vi, bright) & cold & ~near_warm
     return m.to(vi.dtype)
 
 
@@ -193,9 +198,7 @@ def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0, ir: tor
     31 x 31 mean are left out, so a warm target in front of bright smoke, fog or a pale wall may stay darker than it.
     f, vi, ir: (N, 1, H, W) in [0, 1].
     """
-    mean = _box_mean(vi, 15)
-    var = _box_mean(vi * vi, 15) - mean * mean
-    m = (vi >= bright / 255.0) & (var < (8.0 / 255.0) ** 2)
+    m = _bright_flat(vi, bright)
     if warm > 0 and ir is not None:
         hot = (_box_mean(ir, 7) - _box_mean(ir, 31) > warm / 255.0).to(vi.dtype)
         m = m & ~(F.max_pool2d(hot, 7, stride=1, padding=3) > 0)
