@@ -1,4 +1,4 @@
-"""The differentiable VIF and Qabf training terms score what the bench's metrics score."""
+"""The differentiable VIF, Qabf and SCD training terms score what the bench's metrics score."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from emma_fusion.errors import EmmaError
 from emma_fusion.metrics import compute
 from emma_fusion.train.losses import content_loss
-from emma_fusion.train.metric_losses import qabf_score, vif_score
+from emma_fusion.train.metric_losses import qabf_score, scd_score, vif_score
 
 
 def _scene(seed: int, h: int = 72, w: int = 88) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,3 +132,32 @@ def test_vif_needs_41_pixels():
     assert torch.isfinite(vif_score(x, x.flip(-1))).all()
     with pytest.raises(ValueError, match="at least 41 x 41 pixels, not 40 x 48"):
         vif_score(torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48))
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_scd_term_equals_the_scored_metric(seed):
+    ir, vi, f = _scene(seed)
+    assert float(scd_score(_t(ir), _t(vi), _t(f))) == pytest.approx(compute(f, ir, vi, ["SCD"])["SCD"], rel=1e-6)
+
+
+def test_scd_rewards_the_sum_over_either_source_and_reaches_the_loss():
+    ir, vi, _ = _scene(5)
+    ir, vi = _t(ir).float(), _t(vi).float()
+    total = (ir + vi).requires_grad_()
+    assert float(scd_score(ir, vi, total.detach())) == pytest.approx(2.0, abs=1e-5)  # r(i, i) + r(v, v)
+    assert float(scd_score(ir, vi, vi)) < 1.0  # f = v: r(0, i) = 0 and r(v - i, v) < 1
+    scd_score(ir, vi, total).sum().backward()
+    assert torch.isfinite(total.grad).all()
+    base = content_loss(vi, ir, vi, 2.0)
+    with_term = content_loss(vi, ir, vi, 2.0, scd_weight=3.0)
+    assert float(with_term) == pytest.approx(float(base) + 3.0 * (2 - float(scd_score(ir, vi, vi))), rel=1e-5)
+
+
+def test_scd_weight_of_a_run_reaches_its_content_loss():
+    from emma_fusion.nets.ufuser import UFuser
+    from emma_fusion.train.config import FusionConfig
+    from emma_fusion.train.fusion import _loss_summary, make_loss
+
+    cfg = FusionConfig(ablation="content", content_scd_weight=4.0)
+    assert make_loss(cfg, UFuser(), None).content_loss.keywords["scd_weight"] == 4.0
+    assert _loss_summary(cfg).endswith("SCD 4")

@@ -212,6 +212,7 @@ class FusionConfig(_RunFields):
     content_sky_bright: float = 170.0
     content_floor_weight: float = 0.0
     content_floor_warm: float = 0.0
+    content_scd_weight: float = 0.0
     phases: list[dict[str, Any]] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     transforms: TransformConfig = field(default_factory=TransformConfig)

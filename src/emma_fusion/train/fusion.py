@@ -479,7 +479,7 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band,
                                     sky_polarity=cfg.content_sky_polarity, sky_smooth=cfg.content_sky_smooth,
                                     sky_bright=cfg.content_sky_bright, floor_weight=cfg.content_floor_weight,
-                                    floor_warm=cfg.content_floor_warm))
+                                    floor_warm=cfg.content_floor_warm, scd_weight=cfg.content_scd_weight))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -504,6 +504,8 @@ def _loss_summary(cfg: FusionConfig) -> str:
     if cfg.content_floor_weight:
         parts.append(f"floor {cfg.content_floor_weight:g}"
                      + (f" (infrared warmer than {cfg.content_floor_warm:g} left out)" if cfg.content_floor_warm else ""))
+    if cfg.content_scd_weight:
+        parts.append(f"SCD {cfg.content_scd_weight:g}")
     return ", ".join(parts)
 
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..errors import EmmaError
 from ..metrics.core import SKY_WARM_MARGIN
-from .metric_losses import qabf_score, vif_score
+from .metric_losses import qabf_score, scd_score, vif_score
 from .transforms import Transform, apply_stack
 
 __all__ = ["ABLATIONS", "ABLATION_TERMS", "AUGMENTED_ABLATIONS", "sobel_l1", "gradient_l1", "abs_sobel", "signed_max_gradient", "polarity_checked", "content_loss", "sky_mask_torch", "sky_term", "near_sky", "floor_term", "target_term", "check_content_options", "EmmaLoss", "LossOutput"]
@@ -261,7 +261,7 @@ def content_loss(
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
     vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
     sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0, sky_bright: float = 170.0,
-    floor_weight: float = 0.0, floor_warm: float = 0.0,
+    floor_weight: float = 0.0, floor_warm: float = 0.0, scd_weight: float = 0.0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -318,6 +318,8 @@ def content_loss(
     ``floor_weight`` adds ``floor_weight * floor_term(f, vi, sky_bright)`` (:func:`floor_term`): f
     no darker than the visible image wherever that is bright and flat; ``floor_warm`` > 0 (grey
     levels) leaves out where the infrared is locally warmer than that (:func:`floor_term`'s ``warm``).
+    ``scd_weight`` adds ``scd_weight * (2 - SCD)`` (:func:`.metric_losses.scd_score`, batch mean):
+    more of each source beyond the other, which the max composite (one source per pixel) lacks.
     """
     check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity, sky_smooth, sky_bright)
     target = torch.maximum(ir, vi)
@@ -349,6 +351,8 @@ def content_loss(
         loss = loss + target_weight * target_term(f, ir)
     if floor_weight > 0:
         loss = loss + floor_weight * floor_term(f, vi, sky_bright, ir, floor_warm)
+    if scd_weight > 0:
+        loss = loss + scd_weight * (2.0 - scd_score(ir, vi, f).mean())
     return loss
 
 

@@ -6,6 +6,7 @@ so a term in the loss is the number the bench reports, not a proxy of it:
 - :func:`vif_score`: pixel-domain multi-scale VIF (``vifp_mscale``) of one source against the
   fused image; the metric VIF is ``vif_score(ir, f) + vif_score(vi, f)``.
 - :func:`qabf_score`: Xydeas-Petrovic edge preservation of both sources in the fused image.
+- :func:`scd_score`: the sum of the correlations of differences, ``r(f - v, i) + r(f - i, v)``.
 
 Inputs are (N, 1, H, W) float in [0, 1] (scaled to 0..255 inside, the metrics' grey levels);
 outputs are (N,) per-image float32 (or float64) scores, computed with autocast off. The metrics' non-differentiable fix-ups (VIF's clamps, Qabf's
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from ..metrics.core import _VIF_KERNELS
 
-__all__ = ["vif_score", "qabf_score", "VIF_MIN_SIZE"]
+__all__ = ["vif_score", "qabf_score", "scd_score", "VIF_MIN_SIZE"]
 
 _VIF_NOISE = 2.0  # sigma_nsq, in grey levels squared
 _EPS = 1e-10
@@ -145,3 +146,24 @@ def qabf_score(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tenso
     ga, gb = ga.detach(), gb.detach()
     num = (_preservation(ga, aa, gf, af) * ga + _preservation(gb, ab, gf, af) * gb).sum(dim=(1, 2, 3))
     return num / (ga + gb).sum(dim=(1, 2, 3)).clamp_min(_EPS)
+
+
+def _correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of two (N, 1, H, W) images, per image: -> (N,); 0 where either is flat."""
+    x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    y = y - y.mean(dim=(1, 2, 3), keepdim=True)
+    den = torch.sqrt((x * x).sum(dim=(1, 2, 3)) * (y * y).sum(dim=(1, 2, 3)))
+    num = (x * y).sum(dim=(1, 2, 3))
+    flat = den <= _EPS
+    return torch.where(flat, torch.zeros_like(num), num / torch.where(flat, torch.ones_like(den), den))
+
+
+def scd_score(ir: torch.Tensor, vi: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """SCD of ``f`` fused from ``ir`` and ``vi``: (N, 1, H, W) x 3 -> (N,), in [-2, 2].
+
+    ``r(f - vi, ir) + r(f - ir, vi)``: how much of each source the fused image carries beyond the
+    other. It is scale-free, so [0, 1] images give the metric's value on 0..255 ones.
+    """
+    with _full_precision(f):
+        i, v, x = (_wide(t) for t in (ir, vi, f))
+        return _correlation(x - v, i) + _correlation(x - i, v)
