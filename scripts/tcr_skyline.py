@@ -6,7 +6,9 @@ TCR's pixels (the infrared image's top 2% of local contrast, :func:`emma_fusion.
 are split into *skyline* pixels (within 30 px of SKY's mask, or where the visible image's 31 x 31 mean
 is at least 150 grey levels: warm trees, roofs or people against a bright daytime background) and the
 rest. Each part gets TCR's ratio ``mean(cf) / mean(ci)`` on that part, averaged over the pairs where
-it has more than 20 pixels. Fused in gray, min-max scaled to 8 bits, as the bench scores.
+it has more than 20 pixels. The skyline part is also scored by magnitude, ``mean(|cf|) / mean(ci)``:
+a warm tree drawn dark against a white sky stays visible as a silhouette, which TCR's signed
+contrast counts as lost. Fused in gray, min-max scaled to 8 bits, as the bench scores.
 Prints one line per weights file and folder.
 """
 
@@ -33,15 +35,16 @@ def skyline(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     return near | (cv2.blur(vi, (31, 31), borderType=cv2.BORDER_REFLECT) >= 150.0)
 
 
-def split_tcr(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> tuple[float, float, float]:
-    """(TCR, TCR on skyline target pixels, TCR on the others); NaN for a part with too few pixels."""
+def split_tcr(fused: np.ndarray, ir: np.ndarray, vi: np.ndarray) -> tuple[float, float, float, float]:
+    """(TCR, TCR on skyline target pixels, TCR on the others, |contrast| ratio on skyline target
+    pixels); NaN for a part with too few pixels."""
     ci, cf, m = local_contrast(ir), local_contrast(fused), warm_target_mask(ir)
     near = skyline(ir, vi)
 
-    def ratio(sel: np.ndarray) -> float:
-        return float(cf[sel].mean() / ci[sel].mean()) if sel.sum() > MIN_PIXELS and ci[sel].mean() > 0 else np.nan
+    def ratio(sel: np.ndarray, c: np.ndarray = cf) -> float:
+        return float(c[sel].mean() / ci[sel].mean()) if sel.sum() > MIN_PIXELS and ci[sel].mean() > 0 else np.nan
 
-    return ratio(m), ratio(m & near), ratio(m & ~near)
+    return ratio(m), ratio(m & near), ratio(m & ~near), ratio(m & near, np.abs(cf))
 
 
 def _gray(path: Path) -> np.ndarray:
@@ -68,7 +71,7 @@ def main() -> None:
             t = np.array(rows)
             n = (~np.isnan(t)).sum(0)
             print(f"{folder} {name}: TCR {np.nanmean(t[:, 0]):.3f}, skyline targets {np.nanmean(t[:, 1]):.3f} "
-                  f"({np.mean(share):.0%} of TCR's pixels; "
+                  f"(|contrast| {np.nanmean(t[:, 3]):.3f}; {np.mean(share):.0%} of TCR's pixels; "
                   f"{n[1]} pairs), elsewhere {np.nanmean(t[:, 2]):.3f} ({n[2]} pairs)", flush=True)
 
 

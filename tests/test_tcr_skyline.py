@@ -33,11 +33,12 @@ def _scene() -> tuple[np.ndarray, np.ndarray]:
 def test_split_separates_skyline_targets_from_the_rest(script):
     ir, vi = _scene()
     assert script.skyline(ir, vi)[70, 30] and not script.skyline(ir, vi)[140, 155]
-    whole, sky_part, rest = script.split_tcr(ir, ir, vi)
+    whole, sky_part, rest, magnitude = script.split_tcr(ir, ir, vi)
+    assert magnitude == pytest.approx(1.0)
     assert whole == pytest.approx(compute(ir, ir, vi, ["TCR"])["TCR"]) == pytest.approx(1.0)
     assert sky_part == pytest.approx(1.0) and rest == pytest.approx(1.0)
     silhouette = np.maximum(ir, vi)  # the tree top lost in the bright sky, the person kept
-    whole, sky_part, rest = script.split_tcr(silhouette, ir, vi)
+    whole, sky_part, rest, _ = script.split_tcr(silhouette, ir, vi)
     assert sky_part < 0.3 < 0.9 < rest
     assert whole == pytest.approx(compute(silhouette, ir, vi, ["TCR"])["TCR"])
 
@@ -45,5 +46,13 @@ def test_split_separates_skyline_targets_from_the_rest(script):
 def test_split_is_nan_for_a_part_without_targets(script):
     ir, vi = _scene()
     night = np.full_like(vi, 50.0)  # no bright background: every target counts as "elsewhere"
-    _, sky_part, rest = script.split_tcr(ir, ir, night)
-    assert math.isnan(sky_part) and rest == pytest.approx(1.0)
+    _, sky_part, rest, magnitude = script.split_tcr(ir, ir, night)
+    assert math.isnan(sky_part) and math.isnan(magnitude) and rest == pytest.approx(1.0)
+
+
+def test_a_dark_silhouette_keeps_its_magnitude_not_its_sign(script):
+    ir, vi = _scene()
+    dark_tree = vi.copy()
+    dark_tree[66:80, 20:40] = 60.0  # the warm tree top drawn dark against the bright sky
+    _, sky_part, _, magnitude = script.split_tcr(dark_tree, ir, vi)
+    assert sky_part < 0 < 0.5 < magnitude
