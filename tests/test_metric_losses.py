@@ -161,3 +161,13 @@ def test_scd_weight_of_a_run_reaches_its_content_loss():
     cfg = FusionConfig(ablation="content", content_scd_weight=4.0)
     assert make_loss(cfg, UFuser(), None).content_loss.keywords["scd_weight"] == 4.0
     assert _loss_summary(cfg).endswith("SCD 4")
+
+
+def test_scd_of_a_flat_source_is_finite_with_finite_gradients():
+    ir = torch.full((1, 1, 48, 48), 0.3)  # a flat infrared crop (a saturated or uniform region)
+    vi = torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    f = vi.clone().requires_grad_()
+    score = scd_score(ir, vi, f)  # r(f - v, i) = 0 (flat i), r(f - i, v) = 1
+    assert float(score.detach()) == pytest.approx(1.0, abs=1e-5)
+    score.sum().backward()
+    assert torch.isfinite(f.grad).all()

@@ -152,10 +152,11 @@ def _correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pearson correlation of two (N, 1, H, W) images, per image: -> (N,); 0 where either is flat."""
     x = x - x.mean(dim=(1, 2, 3), keepdim=True)
     y = y - y.mean(dim=(1, 2, 3), keepdim=True)
-    den = torch.sqrt((x * x).sum(dim=(1, 2, 3)) * (y * y).sum(dim=(1, 2, 3)))
+    energy = (x * x).sum(dim=(1, 2, 3)) * (y * y).sum(dim=(1, 2, 3))
+    flat = energy <= _EPS
+    den = torch.sqrt(energy.clamp_min(_EPS))  # clamped, so a flat image's gradient is 0, not 0 * inf
     num = (x * y).sum(dim=(1, 2, 3))
-    flat = den <= _EPS
-    return torch.where(flat, torch.zeros_like(num), num / torch.where(flat, torch.ones_like(den), den))
+    return torch.where(flat, torch.zeros_like(num), num / den)
 
 
 def scd_score(ir: torch.Tensor, vi: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
