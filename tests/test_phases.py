@@ -14,7 +14,7 @@ from PIL import Image
 
 from emma_fusion.errors import EmmaError
 from emma_fusion.train import apply_overrides, load_config, preset, save_config, train_fusion
-from emma_fusion.train.config import crop_stream, phase_configs, phase_lr, restart_steps, validation_steps
+from emma_fusion.train.config import FusionConfig, crop_stream, phase_configs, phase_lr, restart_steps, validation_steps
 from emma_fusion.train.data import DatasetSpec, PairedCrops
 from emma_fusion.weights import load_state
 
@@ -77,10 +77,16 @@ def test_learning_rate_is_a_cosine_within_each_phase():
     ([{"lr": 1e-3}], "needs steps"),
     ([{"steps": 0}], "needs steps"),
     ([{"steps": 2.5}], "needs steps"),
+    ([{"steps": 2}, {"steps": 2, "content_floor_weight": -2.0}], r"phases\[2\]: content_floor_weight must be >= 0"),
 ])
 def test_bad_phases_are_one_line_errors(bad, match):
     with pytest.raises(EmmaError, match=match):
         phase_configs(_cfg(Path("."), Path("x"), bad))
+
+
+def test_a_negative_weight_of_a_single_phase_run_is_an_error():
+    with pytest.raises(EmmaError, match="fusion: content_scd_weight must be >= 0"):
+        phase_configs(FusionConfig(content_scd_weight=-1.0))
 
 
 def test_explicit_steps_must_match_the_phases(tmp_path):

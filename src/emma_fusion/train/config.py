@@ -236,9 +236,11 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
 
     Without ``cfg.phases`` the run is one phase: ``[(0, cfg)]``. A phase's ``lr``/``lr_min`` default to
     ``cfg.optim``'s; its other keys override ``cfg``'s. Raises :class:`EmmaError` on an unknown key, a
-    phase without ``steps >= 1``, or ``cfg.steps`` set to something other than the phases' sum.
+    phase without ``steps >= 1``, a negative loss weight, or ``cfg.steps`` set to something other
+    than the phases' sum.
     """
     if not cfg.phases:
+        _check_loss_weights(cfg, "fusion")
         return [(0, cfg)]
     out, start = [], 0
     for n, phase in enumerate(cfg.phases, 1):
@@ -262,6 +264,7 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
         monitor = {k: phase[k] for k in ("val_every", "select_caps") if k in phase}
         merged = _merge(cfg, {**loss, "optim": {**optim, "schedule": "cosine"}, "monitor": monitor,
                               "steps": steps, "phases": []}, where)
+        _check_loss_weights(merged, where)
         out.append((start, merged))
         start += steps
     if cfg.steps and cfg.steps != start:
@@ -272,6 +275,15 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_loss_weights(cfg: FusionConfig, where: str) -> None:
+    """One-line error for a negative loss weight (``a1``, ``a2``, ``content_*_weight``): a term the loss
+    would otherwise skip without a word."""
+    for f in dataclasses.fields(cfg):
+        is_weight = f.name in ("a1", "a2") or (f.name.startswith("content_") and f.name.endswith("_weight"))
+        if is_weight and getattr(cfg, f.name) < 0:
+            raise EmmaError(f"config {where}: {f.name} must be >= 0, got {getattr(cfg, f.name)!r}")
 
 
 def _check_phase_run_keys(phase: dict[str, Any], where: str) -> None:
