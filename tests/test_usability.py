@@ -87,6 +87,7 @@ def test_an_unexpected_failure_is_one_line_without_an_exception_name(tmp_path, p
     code, _, err = run(capsys, "fuse", *pair, "-o", tmp_path / "f.png")
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("error: mkldnn_convolution: bf16 path") and "RuntimeError" not in err
+    assert err.rstrip().endswith("(run emma -v <command> ... for details)")  # -v goes before the command
 
 
 # -- 2. one rule for existing outputs ---------------------------------------------------------
@@ -163,6 +164,14 @@ def test_help_shows_options_as_typed(monkeypatch, capsys):
         assert code == 0 and "<bool>" not in out and "list[" not in out
     assert "--overwrite  " in run(capsys, "fuse", "--help")[1]
     assert "<str> (repeatable)" in run(capsys, "train", "fusion", "--help")[1]
+
+
+def test_bench_help_names_the_default_metrics(monkeypatch, capsys):
+    from emma_fusion.bench import BENCH_METRICS
+
+    monkeypatch.setenv("COLUMNS", "400")
+    out = " ".join(run(capsys, "bench", "--help")[1].split())
+    assert "Default: " + ",".join(BENCH_METRICS) + "." in out
 
 
 # -- 6. training defaults fit the machine; 7. resume is exact with the defaults --------------

@@ -94,6 +94,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001  (anything unforeseen: one line, not a traceback)
         if logging.getLogger().isEnabledFor(logging.INFO):
             raise
-        print(f"error: {describe_failure(e)} (run with -v for details)", file=sys.stderr)
+        print(f"error: {describe_failure(e)} (run emma -v <command> ... for details)", file=sys.stderr)
         sys.exit(1)
 

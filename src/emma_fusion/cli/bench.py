@@ -29,7 +29,7 @@ def bench_command(
     methods: Optional[str] = typer.Option(None, "--methods", "-m", help="Built-in methods, comma-separated (default: emma and every classical baseline; 'none': only --results)."),
     weights: Optional[List[str]] = typer.Option(None, "--weights", "-w", help="U-Fuser weights for the emma method; repeatable (one column each)."),
     results: Optional[List[Path]] = typer.Option(None, "--results", "-r", help="Folder of fused results: <DIR>/<Method>/<Dataset>/<stem>.png. Repeatable."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics, comma-separated, or a group (emma, cddfuse, all). Default: EN,SD,SF,AG,SCD,VIF,Qabf,SSIM,MI."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics, comma-separated, or a group (emma, cddfuse, all). Default: EN,SD,SF,AG,SCD,VIF,Qabf,SSIM,MI,TCR,SKY."),
     split: Optional[str] = typer.Option(None, "--split", help="Only datasets of this split, e.g. test (datasets in no split folder count as test)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N pairs of each dataset."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Processes for the metrics (default: CPU count)."),
