@@ -376,3 +376,15 @@ def test_hfr_flags_noise_and_stripes_not_contrast():
     assert hf_ratio((fused - fused.min()) * 3, ir, vi) == pytest.approx(hf_ratio(fused, ir, vi))
     assert hf_ratio(noisy, ir, vi) > 1.5 and hf_ratio(stripes, ir, vi) > 1.5
     assert math.isnan(hf_ratio(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8))))
+
+
+@pytest.mark.parametrize("opts, says", [
+    ({"grid_pairs": -1}, "grid_pairs must be >= 0"),
+    ({"crop_pairs": -2}, "crop_pairs must be >= 0"),
+    ({"crop_size": 0}, "crop_size must be >= 8"),
+    ({"hfr_threshold": float("nan")}, "hfr_threshold must be a finite number > 0"),
+])
+def test_unusable_bench_options_are_refused_before_any_work(tmp_path, opts, says):
+    with pytest.raises(EmmaError, match=says):
+        BenchConfig(data=[tmp_path], out=tmp_path / "o", **opts)
+    assert not (tmp_path / "o").exists()

@@ -224,3 +224,21 @@ def test_files_given_as_folders_get_the_one_pair_hint(tmp_path, pair, capsys):
     assert not (tmp_path / "o.png").exists()
     with pytest.raises(EmmaError, match="not a folder"):
         emma_fusion.io.list_images(ir)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--fps", "-5"], "--fps"),
+    (["--offset", "abc"], "--offset"),
+    (["--lossless", "--batch", "2"], "--lossless, --batch"),
+])
+def test_video_options_for_images_are_refused(tmp_path, pair, weights, capsys, extra, named):
+    code, _, err = run(capsys, "fuse", *pair, "-o", tmp_path / "f.png", "-w", weights, *extra)
+    assert code == 2 and err == f"error: {named} apply to video only; these inputs and output are images\n"
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_a_folder_with_two_images_of_one_stem_is_refused(tmp_path, pair, weights, capsys):
+    ir, vi = pair
+    Image.open(ir).save(ir.with_suffix(".jpg"))
+    code, _, err = run(capsys, "fuse", "--ir", ir.parent, "--vi", vi.parent, "-o", tmp_path / "out", "-w", weights)
+    assert code == 2 and "two images named a in" in err and err.count("\n") == 1

@@ -251,3 +251,17 @@ def test_msrs_download_layouts_are_found(tmp_path):
     assert DatasetSpec(root=str(official / "train")).folders()[0] == official / "train" / "ir"
     with pytest.raises(EmmaError, match="no such folder"):
         PairedCrops([DatasetSpec(root=str(tmp_path / "elsewhere"))], crop=16)
+
+
+def test_no_usable_pairs_says_why_in_one_line(tmp_path, folders):
+    root, _ = folders
+    (tmp_path / "empty" / "ir").mkdir(parents=True)
+    (tmp_path / "empty" / "vi").mkdir()
+    with pytest.raises(EmmaError, match="no image pairs with matching names found"):
+        PairedCrops([DatasetSpec(root=str(tmp_path / "empty"))], crop=32)
+    with pytest.raises(EmmaError, match=r"4 skipped \(see the warnings above\)"):  # lonely, tiny, a, b
+        PairedCrops([DatasetSpec(root=str(root))], crop=400)
+    with pytest.raises(EmmaError, match=r"1 skipped \(see the warnings above\); 3 held out for validation"):
+        PairedCrops([DatasetSpec(root=str(root))], crop=32, stems={0: set()})
+    with pytest.raises(EmmaError, match="every data set with pairs has weight 0"):
+        PairedCrops([DatasetSpec(root=str(root), weight=0.0)], crop=32)

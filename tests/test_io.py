@@ -99,3 +99,14 @@ def test_pseudo_color_detection():
     col = gray3.copy()
     col[..., 0] = 1.0
     assert is_pseudo_color(col)
+
+
+def test_two_images_with_one_stem_are_refused_by_name(tmp_path):
+    from emma_fusion.io import list_images
+
+    for name in ("a.png", "a.jpg", "b.png"):
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name)
+    with pytest.raises(EmmaError, match=r"two images named a in .*: a\.jpg and a\.png; keep one"):
+        list_images(tmp_path)
+    (tmp_path / "a.jpg").unlink()
+    assert sorted(list_images(tmp_path)) == ["a", "b"]

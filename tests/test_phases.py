@@ -77,7 +77,7 @@ def test_learning_rate_is_a_cosine_within_each_phase():
     ([{"lr": 1e-3}], "needs steps"),
     ([{"steps": 0}], "needs steps"),
     ([{"steps": 2.5}], "needs steps"),
-    ([{"steps": 2}, {"steps": 2, "content_floor_weight": -2.0}], r"phases\[2\]: content_floor_weight must be >= 0"),
+    ([{"steps": 2}, {"steps": 2, "content_floor_weight": -2.0}], r"phases\[2\]: content_floor_weight must be a finite number >= 0"),
 ])
 def test_bad_phases_are_one_line_errors(bad, match):
     with pytest.raises(EmmaError, match=match):
@@ -85,8 +85,13 @@ def test_bad_phases_are_one_line_errors(bad, match):
 
 
 def test_a_negative_weight_of_a_single_phase_run_is_an_error():
-    with pytest.raises(EmmaError, match="fusion: content_scd_weight must be >= 0"):
+    with pytest.raises(EmmaError, match="fusion: content_scd_weight must be a finite number >= 0"):
         phase_configs(FusionConfig(content_scd_weight=-1.0))
+
+
+def test_a_nan_weight_is_an_error_too():
+    with pytest.raises(EmmaError, match="fusion: a2 must be a finite number >= 0, got nan"):
+        phase_configs(FusionConfig(a2=float("nan")))
 
 
 def test_explicit_steps_must_match_the_phases(tmp_path):

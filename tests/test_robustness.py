@@ -378,32 +378,32 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".bmp": "BMP", ".tif": "TIFF"}
 
 
 def _malformed(folder: Path) -> list[Path]:
-    """Random bytes, truncations of every format, odd modes and sizes (all 12 x 16 where sized)."""
+    """Random bytes, truncations of every format, odd modes and sizes (all 12 x 16 where sized); one stem per file."""
     rng = np.random.default_rng(13)
     folder.mkdir(parents=True)
     files = []
     gray = rng.integers(0, 256, (12, 16), dtype=np.uint8)
     for suffix, fmt in FORMATS.items():
-        good = folder / f"good{suffix}"
+        good = folder / f"good_{suffix[1:]}{suffix}"
         Image.fromarray(gray).save(good, format=fmt)
         data = good.read_bytes()
         for cut in (0, 1, 8, 30, len(data) // 2, len(data) - 1):
-            p = folder / f"cut{cut}{suffix}"
+            p = folder / f"cut{cut}_{suffix[1:]}{suffix}"
             p.write_bytes(data[:cut])
             files.append(p)
-        p = folder / f"random{suffix}"
+        p = folder / f"random_{suffix[1:]}{suffix}"
         p.write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
         files.append(p)
-        p = folder / f"header{suffix}"
+        p = folder / f"header_{suffix[1:]}{suffix}"
         p.write_bytes(data[:16] + rng.integers(0, 256, len(data) - 16, dtype=np.uint8).tobytes())
         files.append(p)
     modes = {
         "bilevel.png": Image.fromarray(gray > 128), "palette.png": Image.fromarray(gray).convert("P"),
         "la.png": Image.fromarray(gray).convert("LA"), "rgba.png": Image.fromarray(gray).convert("RGBA"),
-        "i16.png": Image.fromarray(gray.astype(np.uint16) * 257), "i16.tif": Image.fromarray(gray.astype(np.uint16) * 257),
+        "i16.png": Image.fromarray(gray.astype(np.uint16) * 257), "i16t.tif": Image.fromarray(gray.astype(np.uint16) * 257),
         "i32.tif": Image.fromarray(gray.astype(np.int32) * 1000), "neg.tif": Image.fromarray(gray.astype(np.int32) - 300),
         "f01.tif": Image.fromarray(gray.astype(np.float32) / 255), "nan.tif": Image.fromarray(np.full((12, 16), np.nan, np.float32)),
-        "cmyk.jpg": Image.fromarray(gray).convert("CMYK"), "cmyk.tif": Image.fromarray(gray).convert("CMYK"),
+        "cmyk.jpg": Image.fromarray(gray).convert("CMYK"), "cmykt.tif": Image.fromarray(gray).convert("CMYK"),
         "one.png": Image.new("L", (1, 1), 7), "row.png": Image.new("L", (16, 1), 7), "col.png": Image.new("L", (1, 12), 7),
         "wide.png": Image.new("L", (400, 2), 7), "flat.png": Image.new("L", (16, 12), 0),
     }

@@ -166,6 +166,24 @@ def test_help_shows_options_as_typed(monkeypatch, capsys):
     assert "<str> (repeatable)" in run(capsys, "train", "fusion", "--help")[1]
 
 
+@pytest.mark.parametrize("args, says", [
+    (["fuse", "a.png", "b.png", "--color", "rgb"], "Invalid value for '--color'"),
+    (["fuse", "a.png", "b.png", "--streams", "0"], "Invalid value for '--streams'"),
+    (["bogus"], "No such command 'bogus'"),
+    (["methods", "extra"], "unexpected extra argument"),
+    (["export", "onnx"], "Missing argument"),
+])
+def test_a_bad_command_line_is_one_error_line(args, says, capsys):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: ") and says in err and "--help)" in err
+
+
+def test_no_command_shows_the_help(capsys):
+    code, out, _ = run(capsys)
+    assert code == 2 and "Usage: " in out and "fuse" in out
+
+
 def test_bench_help_names_the_default_metrics(monkeypatch, capsys):
     from emma_fusion.bench import BENCH_METRICS
 

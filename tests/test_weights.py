@@ -82,3 +82,27 @@ def test_corrupt_packaged_model_is_refused(monkeypatch):
     monkeypatch.setattr("emma_fusion.weights.packaged_models", lambda: {name: {**entry, "sha256": "0" * 64}})
     with pytest.raises(EmmaError, match="corrupt"):
         load_model(name)
+
+
+def test_weights_with_nan_are_refused_by_name(tmp_path):
+    net = SensingUNet(width=4)
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    path = save_weights(tmp_path / "nan.safetensors", net)
+    with pytest.raises(EmmaError, match="hold NaN or infinite values"):
+        load_model(path, arch=None)
+
+
+def test_a_folder_given_as_weights_is_named_a_folder(tmp_path):
+    with pytest.raises(EmmaError, match="is a folder"):
+        load_state(tmp_path)
+
+
+def test_an_old_pickle_protocol_gives_no_warning_line(tmp_path, recwarn):
+    import pickle
+
+    path = tmp_path / "old.pth"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with pytest.raises(EmmaError, match="cannot read weights"):
+        load_state(path)
+    assert not [w for w in recwarn if "pickle" in str(w.message).lower()]

@@ -79,6 +79,6 @@ def fuse_luma(method: Callable[..., torch.Tensor], ir: np.ndarray, vi: np.ndarra
         out = method(_as_tensor(ir), _as_tensor(vi), key=key)
     fused = out[0, 0].float().cpu().numpy()
     if not np.all(np.isfinite(fused)):
-        where = f" on {key}" if key else ""
+        where = f" on pair {key}" if key else ""
         raise EmmaError(f"{label or getattr(method, 'name', 'method')} produced NaN or infinite values{where}")
     return normalize_output(keep_black(fused, ir, vi), normalize)

@@ -124,6 +124,9 @@ def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None,
     from .errors import EmmaError
 
     out = Path(out_dir)
+    threads = fuse_options.get("threads")
+    if threads is not None and threads < 1:
+        raise EmmaError(f"--threads must be at least 1 (got {threads})")
     if (ir_path is None) != (vi_path is None):
         raise EmmaError("give both --ir and --vi (a real pair), or neither (the synthetic demo)")
     names = (["demo_ir.png", "demo_vi.png"] if ir_path is None else []) + ["demo_fused.png", "demo_panel.png"]

@@ -27,6 +27,8 @@ __all__ = [
     "is_pseudo_color",
     "write_image",
     "atomic_write",
+    "write_output",
+    "check_output_file",
     "same_file",
     "check_not_input",
     "ensure_writable_dir",
@@ -221,6 +223,47 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def _cannot_write(path: Path, e: OSError) -> EmmaError:
+    """``cannot write PATH: reason`` for an OSError met while writing ``path`` (never a temporary name)."""
+    reason = (e.strerror or type(e).__name__).lower()
+    if isinstance(e, IsADirectoryError) or path.is_dir():
+        reason = "it is a folder"
+    return EmmaError(f"cannot write {path}: {reason}")
+
+
+def write_output(path: str | os.PathLike, write) -> Path:
+    """:func:`atomic_write`, with a failure to create or replace the file (permissions, a folder in
+    the way, a full disk) raised as :class:`EmmaError` ``cannot write PATH: reason``."""
+    path = Path(path)
+    try:
+        return atomic_write(path, write)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+
+
+def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, suffix: str | None = None) -> Path:
+    """Check an output file before any work; raises :class:`EmmaError` with a one-line reason.
+
+    Refused: an existing folder, a name not ending in ``suffix`` (when given), an existing file
+    unless ``overwrite``, and a place where no file can be created (the folder is made if missing).
+    """
+    path = Path(path)
+    ending = f" ending in {suffix}" if suffix else ""
+    if path.is_dir():
+        raise EmmaError(f"{path} is a folder; give a file name{ending}")
+    if suffix and path.suffix.lower() != suffix:
+        raise EmmaError(f"{path} must end in {suffix} (got {path.suffix or 'no suffix'})")
+    if path.exists() and not overwrite:
+        raise EmmaError(f"{path} exists; pass --overwrite to replace it (overwrite=True in Python)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(prefix=".emma-write-test.", dir=path.parent):
+            pass
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+    return path
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when two paths name the same file: same real path, or same device and inode."""
     try:
@@ -280,14 +323,20 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, bits: int = 8) -> Path
 
 
 def list_images(folder: str | os.PathLike) -> dict[str, Path]:
-    """Map file stem -> path for the image files directly inside ``folder``."""
+    """Map file stem -> path for the image files directly inside ``folder``.
+
+    Two images with one stem (``a.png`` and ``a.jpg``) are an :class:`EmmaError`: pairs and results
+    are matched by stem, so which one was meant cannot be told.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise EmmaError(f"not a folder: {folder}" if folder.exists() else f"no such folder: {folder}")
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            out.setdefault(p.stem, p)
+            if p.stem in out:
+                raise EmmaError(f"two images named {p.stem} in {folder}: {out[p.stem].name} and {p.name}; keep one")
+            out[p.stem] = p
     return out
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,20 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
     """Read a state dict and its metadata from ``.safetensors`` or a PyTorch ``.pth``/``.pt`` file.
 
     PyTorch files are read with ``weights_only=True`` (no code runs). A checkpoint holding
-    ``{"model": state_dict}`` or a ``DataParallel`` ``module.`` prefix is unwrapped.
+    ``{"model": state_dict}`` or a ``DataParallel`` ``module.`` prefix is unwrapped. A folder, a
+    missing or unreadable file, or a float tensor holding NaN or infinity is one-line :class:`EmmaError`.
     """
-    p = Path(path)
+    state, meta = _read_state(Path(path))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise EmmaError(f"weights {path} hold NaN or infinite values ({len(bad)} tensors, first {bad[0]})")
+    return state, meta
+
+
+def _read_state(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`load_state` without the finiteness check."""
+    if p.is_dir():
+        raise EmmaError(f"weights {p} is a folder; give a .safetensors or .pth file")
     if not p.is_file():
         raise EmmaError(f"no such weights file: {p}")
     if p.suffix == ".safetensors":
@@ -103,7 +115,9 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
     if p.suffix not in (".pth", ".pt", ".ckpt", ".bin"):
         raise EmmaError(f"cannot read weights {p}: expected a .safetensors or PyTorch .pth/.pt file")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on old pickle protocols: the error below says what matters
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception:  # torch raises many types for corrupt or unsafe files
         raise EmmaError(
             f"cannot read weights {p}: not a PyTorch tensor file, or one that needs code to load (refused)"

@@ -6,9 +6,11 @@ result without importing the code that makes one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import EmmaError
 from .datasets import Dataset
 from .methods import MethodSpec
 from .scoring import ARTEFACT
@@ -44,6 +46,16 @@ class BenchConfig:
     report_md: Path | None = None
     title: str = "Fusion benchmark"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can use, before any work: one-line :class:`EmmaError`."""
+        counts = {"grid_pairs": (self.grid_pairs, 0), "crop_pairs": (self.crop_pairs, 0), "crop_size": (self.crop_size, 8),
+                  "limit": (self.limit, 1), "jobs": (self.jobs, 1), "threads": (self.threads, 1)}
+        for name, (value, low) in counts.items():
+            if value is not None and value < low:
+                raise EmmaError(f"bench: {name} must be >= {low}, got {value}")
+        if not (math.isfinite(self.hfr_threshold) and self.hfr_threshold > 0):
+            raise EmmaError(f"bench: hfr_threshold must be a finite number > 0, got {self.hfr_threshold}")
 
 
 @dataclass

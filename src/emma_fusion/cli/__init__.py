@@ -81,10 +81,27 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
+def _is_usage_error(e: BaseException) -> bool:
+    """Whether ``e`` is click's error for a bad command line (typer vendors click, so by its shape)."""
+    return hasattr(e, "format_message") and hasattr(e, "exit_code") and hasattr(e, "show")
+
+
+def _usage_line(e: BaseException) -> str:
+    """One ``error:`` line for a bad command line, naming the command's ``--help``."""
+    text = " ".join(str(e.format_message()).split())
+    ctx = getattr(e, "ctx", None)
+    path = getattr(ctx, "command_path", "") or "emma"
+    return f"error: {text} (see {path} --help)"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``emma`` console script."""
+    """Entry point of the ``emma`` console script.
+
+    Exit codes: 0 done; 1 finished with failures, or an unexpected error (one line); 2 bad input or
+    options (one ``error:`` line, also for click's usage errors); 130 interrupted.
+    """
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
     except EmmaError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -92,8 +109,18 @@ def main(argv: list[str] | None = None) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001  (anything unforeseen: one line, not a traceback)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `emma`, `emma train`: their help, as click shows it
+            print(e.ctx.get_help())
+            sys.exit(2)
+        if _is_usage_error(e):
+            print(_usage_line(e), file=sys.stderr)
+            sys.exit(getattr(e, "exit_code", 2) or 2)
+        if type(e).__name__ == "Abort":
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
         if logging.getLogger().isEnabledFor(logging.INFO):
             raise
         print(f"error: {describe_failure(e)} (run emma -v <command> ... for details)", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 

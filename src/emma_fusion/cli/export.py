@@ -14,13 +14,15 @@ export_app = typer.Typer(help="Export the U-Fuser to other runtimes.", no_args_i
 def onnx_command(
     out: Path = typer.Argument(..., help="The .onnx file to write."),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="U-Fuser weights (.safetensors/.pth) or packaged model name (default: the packaged default)."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset version (17 or later)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version (17 up to what the installed torch writes)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
 ) -> None:
     """Export the U-Fuser to ONNX (inputs ir, vi: N x 1 x H x W in [0, 1]; output fused)."""
-    from ..inference.onnx import export_onnx
+    from ..inference.onnx import check_export, export_onnx
     from ..weights import load_model
 
-    path = export_onnx(load_model(weights), out, opset=opset)
+    check_export(out, opset, overwrite=overwrite)  # before loading the model
+    path = export_onnx(load_model(weights), out, opset=opset, overwrite=overwrite)
     typer.echo(str(path))
 
 

@@ -62,6 +62,7 @@ def fuse_command(
         return fuse_video_command(ir or ir_dir, vi or vi_dir, out, mopts=mopts, opts=opts, overwrite=overwrite, fps=fps,
                                   offset=offset, lossless=lossless, skip_bad=skip_bad, batch=batch,
                                   progress=progress)
+    _refuse_video_options(fps=fps, offset=offset, lossless=lossless, skip_bad=skip_bad, batch=batch)
     if opts["normalize"] in (None, "smooth"):
         if opts["normalize"]:
             raise EmmaError("--normalize smooth applies to video; for images use minmax or clip")
@@ -117,6 +118,14 @@ def _check_inputs(ir: Optional[Path], vi: Optional[Path], ir_dir: Optional[Path]
         kind = {True: "a folder", False: "a file"}
         raise EmmaError(f"{ir} is {kind[ir.is_dir()]} but {vi} is {kind[vi.is_dir()]}: give two image files "
                         "(one pair) or two folders (pairs by file stem)")
+
+
+def _refuse_video_options(**given) -> None:
+    """Video-only options given for images are an error (they would be ignored without a word)."""
+    flags = {"fps": "--fps", "offset": "--offset", "lossless": "--lossless", "skip_bad": "--skip-bad-frames", "batch": "--batch"}
+    named = [flags[k] for k, v in given.items() if v not in (None, False)]
+    if named:
+        raise EmmaError(f"{', '.join(named)} apply to video only; these inputs and output are images")
 
 
 def _check_options(bits: int, tile: Optional[int], threads: Optional[int], precision: str, device: str) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import Interrupted
+from ..errors import EmmaError, Interrupted
 from .common import exit_on_interrupt
 
 _LIST_AT_MOST = 10  # per kind of excluded image on stderr; the JSON lists them all
@@ -30,16 +30,19 @@ def metrics_command(
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (default: CPU count)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     sequence: bool = typer.Option(False, "--sequence", help="The folders hold the frames of one video (in file-name order): also report temporal stability TS."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json/--csv files (else: an error before scoring)."),
 ) -> None:
     """Score fused images with the fusion metrics, exactly as the CDDFuse evaluator computes them.
 
     Images that cannot be scored are listed (stderr and --json) and the rest are scored; the exit
-    code is then 1.
+    code is then 1 (the --json/--csv files are still written: they hold what was scored).
     """
     from ..metrics import score_folder
     from ..metrics.dataset import write_csv, write_json
 
-    _check_outputs(ir_dir, vi_dir, fused_dir, json_out, csv_out)
+    if workers is not None and workers < 1:
+        raise EmmaError(f"--workers must be at least 1 (got {workers})")
+    _check_outputs(ir_dir, vi_dir, fused_dir, overwrite, json_out, csv_out)
     with exit_on_interrupt("nothing scored; no files written"):
         try:
             result = score_folder(ir_dir, vi_dir, fused_dir, names=metrics, workers=workers,
@@ -51,9 +54,9 @@ def metrics_command(
 
         result["sequence"] = score_sequence(ir_dir, vi_dir, fused_dir)
     if json_out:
-        write_json(result, json_out)
+        write_json(result, json_out, overwrite=overwrite)
     if csv_out:
-        write_csv(result, csv_out)
+        write_csv(result, csv_out, overwrite=overwrite)
     _print_table(result, fused_dir)
     for name, value in result.get("sequence", {}).items():
         typer.echo(f"{name} (frame sequence, lower is better; <= ~1: no change the sources lack): {value:.4f}")
@@ -65,17 +68,20 @@ def metrics_command(
         raise typer.Exit(1)
 
 
-def _check_outputs(ir_dir: Path, vi_dir: Path, fused_dir: Path, *outs: Optional[Path]) -> None:
-    """Before scoring: the --json/--csv files must not be input images and their folders writable."""
-    from ..io import check_not_input, ensure_writable_dir, list_images
+def _check_outputs(ir_dir: Path, vi_dir: Path, fused_dir: Path, overwrite: bool, *outs: Optional[Path]) -> None:
+    """Before scoring: the --json/--csv files must not be input images, folders or (unless
+    ``overwrite``) existing files, must differ, and their folders must be writable."""
+    from ..io import check_not_input, check_output_file, list_images, same_file
 
     outs = [p for p in outs if p]
     if not outs:
         return
+    if len(outs) == 2 and same_file(*outs):
+        raise EmmaError(f"--json and --csv name the same file {outs[0]}; give two file names")
     inputs = [p for d in (ir_dir, vi_dir, fused_dir) if d.is_dir() for p in list_images(d).values()]
     for path in outs:
-        check_not_input(path, inputs)
-        ensure_writable_dir(path.parent)
+        check_not_input(path, inputs)  # the more telling error first, even with --overwrite
+        check_output_file(path, overwrite=overwrite)
 
 
 def _print_table(result: dict, fused_dir: Path) -> None:

@@ -56,9 +56,10 @@ def _file_preset(config: Path) -> Optional[str]:
         return None  # load_config reports the problem
 
 
-def _default_preset(device: Optional[str]) -> Optional[str]:
+def _default_preset(device: Optional[str], held: Optional[list[str]] = None) -> Optional[str]:
     """``cpu`` (said in one line) where training runs on the CPU: ``--device cpu``, or no CUDA device;
-    None (the paper's GPU preset) otherwise."""
+    None (the paper's GPU preset) otherwise. With ``held``, the line is appended there instead of
+    printed (shown once the configuration is known to be valid)."""
     from ..hardware import hardware
 
     if device and device != "cpu" and device != "auto":
@@ -66,18 +67,25 @@ def _default_preset(device: Optional[str]) -> Optional[str]:
     if device != "cpu" and hardware().cuda:
         return None
     why = "--device cpu" if device == "cpu" else "no CUDA GPU here"
-    typer.echo(f"{why}: using the cpu preset (--preset paper for the paper's GPU settings)", err=True)
+    line = f"{why}: using the cpu preset (--preset paper for the paper's GPU settings)"
+    if held is None:
+        typer.echo(line, err=True)
+    else:
+        held.append(line)
     return "cpu"
 
 
 def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], out: Optional[Path],
                     resume: bool, overrides: dict[str, Any], data: list[str], fused: list[str]):
+    """The run's configuration: the preset, the ``--config`` file, then the options; every value is
+    checked (:func:`~emma_fusion.train.config.check_values`) before the preset note is printed."""
     from ..train import apply_overrides, load_config
 
+    held: list[str] = []
     if resume and config is None and out is not None and (out / "config.toml").is_file():
         config = out / "config.toml"  # a resumed run keeps its own configuration
     elif preset is None and (config is None or _file_preset(config) is None):
-        preset = _default_preset(overrides.get("device"))
+        preset = _default_preset(overrides.get("device"), held)
     cfg = load_config(stage, config, preset)
     if out is not None:
         overrides["out"] = str(out)
@@ -88,6 +96,8 @@ def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], o
         raise EmmaError("--fused needs --data (or put fused folders in the config file)")
     if not cfg.data.sets:
         raise EmmaError("no training data: pass --data DIR (a folder with ir/ and vi/) or set data.sets in --config")
+    for line in held:
+        typer.echo(line, err=True)
     return cfg
 
 

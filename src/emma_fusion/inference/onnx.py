@@ -24,15 +24,16 @@ import torch
 
 from ..errors import EmmaError
 from ..hardware import hardware
-from ..io import atomic_write
+from ..io import check_output_file, write_output
 from ..nets import UFuser
 from .fast import fold_weights
 
-__all__ = ["export_onnx", "OnnxFuser", "DEFAULT_OPSET"]
+__all__ = ["export_onnx", "check_export", "max_opset", "OnnxFuser", "DEFAULT_OPSET", "MIN_OPSET"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17  # LayerNormalization is an ONNX op from opset 17
+MIN_OPSET = 17
 
 
 def _require(module: str):
@@ -42,19 +43,46 @@ def _require(module: str):
         raise EmmaError(f"{module} is not installed; install the optional extra: pip install 'emma-fusion[onnx]'") from e
 
 
-def export_onnx(model: UFuser, path: str | os.PathLike, opset: int = DEFAULT_OPSET, *, fold: bool = True) -> Path:
+def max_opset() -> int:
+    """The highest opset the installed torch's TorchScript exporter (the one used here) writes."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:  # a torch without the private constants: claim no more than we know works
+        return DEFAULT_OPSET
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET",
+                       getattr(_constants, "ONNX_MAX_OPSET", DEFAULT_OPSET)))
+
+
+def check_export(path: str | os.PathLike, opset: int = DEFAULT_OPSET, *, overwrite: bool = False) -> Path:
+    """Check an export's target and opset before any work; raises :class:`EmmaError`, returns ``path``.
+
+    ``path`` must end in ``.onnx``, not be a folder, not exist unless ``overwrite``, and be writable;
+    ``opset`` must lie between :data:`MIN_OPSET` and :func:`max_opset`.
+    """
+    path = check_output_file(path, overwrite=overwrite, suffix=".onnx")
+    top = max_opset()
+    if opset < MIN_OPSET:
+        raise EmmaError(f"opset {opset} is too old: the network's layer norm needs opset {MIN_OPSET} or later "
+                        f"(this torch writes {MIN_OPSET}..{top})")
+    if opset > top:
+        raise EmmaError(f"opset {opset} is not supported: this torch writes opsets {MIN_OPSET}..{top}")
+    return path
+
+
+def export_onnx(model: UFuser, path: str | os.PathLike, opset: int = DEFAULT_OPSET, *, fold: bool = True,
+                overwrite: bool = False) -> Path:
     """Write ``model`` as an ONNX graph with dynamic batch, height and width; return the path.
 
     Args:
         model: a :class:`UFuser` (its weights are copied; the model is not changed).
         path: the ``.onnx`` file to write (atomically).
-        opset: ONNX opset version (at least 17).
+        opset: ONNX opset version (17 up to :func:`max_opset`).
         fold: fold the 1x1 convolutions into the 3x3 ones first (same function, fewer FLOPs).
+        overwrite: replace an existing ``path`` (else: an error before any work).
     """
     if not isinstance(model, UFuser):
         raise EmmaError(f"export_onnx expects a UFuser, got {type(model).__name__}")
-    if opset < 17:
-        raise EmmaError(f"opset {opset} is too old: the network's layer norm needs opset 17 or later")
+    path = check_export(path, opset, overwrite=overwrite)
     _require("onnx")
     net = fold_weights(model) if fold else model.eval()
     example = (torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64))
@@ -69,11 +97,7 @@ def export_onnx(model: UFuser, path: str | os.PathLike, opset: int = DEFAULT_OPS
                 opset_version=opset, dynamic_axes=dynamic, dynamo=False, do_constant_folding=True,
             )
 
-    path = Path(path)
-    atomic_write(path, write)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # the temporary file was private
+    write_output(path, write)  # atomic; the file gets ordinary (umask) permissions
     log.info("wrote %s (opset %d)", path, opset)
     return path
 

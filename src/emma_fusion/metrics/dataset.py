@@ -17,7 +17,7 @@ import cv2
 
 from ..concurrency import map_processes
 from ..errors import EmmaError, Interrupted
-from ..io import atomic_write, list_images
+from ..io import check_output_file, list_images, write_output
 from .core import compute
 from .reading import read_metric_image
 from .registry import resolve_names
@@ -122,11 +122,11 @@ def score_folder(ir_dir: str | os.PathLike, vi_dir: str | os.PathLike, fused_dir
     ``keep_going``: then it is listed in ``failed`` and the others are scored.
     On Ctrl-C, raises :class:`~emma_fusion.errors.Interrupted` saying how many were scored.
     """
+    if workers is not None and workers < 1:
+        raise EmmaError(f"workers must be at least 1 (got {workers})")
     wanted = resolve_names(names)
     jobs = pair_folders(ir_dir, vi_dir, fused_dir)
     n_workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if n_workers < 1:
-        raise EmmaError("--workers must be at least 1")
     per_image: Scores = {}
     failed: dict[str, str] = {}
     try:
@@ -147,8 +147,12 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def write_json(result: Mapping, path: str | os.PathLike) -> Path:
-    """Write a :func:`score_folder` result as JSON, atomically; NaN and infinities become null."""
+def write_json(result: Mapping, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a :func:`score_folder` result as JSON, atomically; NaN and infinities become null.
+
+    An existing ``path`` is replaced only with ``overwrite`` (else :class:`EmmaError`).
+    """
+    path = check_output_file(path, overwrite=overwrite)
     doc = {
         "per_image": {s: {m: _finite_or_none(v) for m, v in vals.items()} for s, vals in result["per_image"].items()},
         "mean": {m: _finite_or_none(v) for m, v in result["mean"].items()},
@@ -158,14 +162,16 @@ def write_json(result: Mapping, path: str | os.PathLike) -> Path:
     if "sequence" in result:  # whole-sequence metrics (emma metrics --sequence)
         doc["sequence"] = {m: _finite_or_none(v) for m, v in result["sequence"].items()}
     text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return write_output(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def write_csv(result: Mapping, path: str | os.PathLike) -> Path:
+def write_csv(result: Mapping, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write per-image values as CSV (``image`` column, then one column per metric), atomically.
 
     Values use Python's shortest round-trip repr; undefined values are written ``nan``/``inf``.
+    An existing ``path`` is replaced only with ``overwrite`` (else :class:`EmmaError`).
     """
+    path = check_output_file(path, overwrite=overwrite)
     names = list(result["mean"])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -173,4 +179,4 @@ def write_csv(result: Mapping, path: str | os.PathLike) -> Path:
     for stem, vals in result["per_image"].items():
         w.writerow([stem, *(repr(float(vals[m])) for m in names)])
     text = buf.getvalue()
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return write_output(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

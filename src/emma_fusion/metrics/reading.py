@@ -2,17 +2,21 @@
 
 Every metric sees 2-D float arrays of integer values in [0, 255]: BT.601 luma of the 8-bit image,
 computed like OpenCV (``imread`` colour -> float32 -> ``cvtColor BGR2GRAY`` -> ``np.round``).
+Files OpenCV cannot decode (float and 32-bit integer TIFFs) are read as ``emma fuse`` reads them.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from ..errors import EmmaError
+from ..io import read_image
 
 __all__ = ["read_metric_image", "quantize_fused", "as_metric_array"]
 
@@ -24,17 +28,54 @@ def read_metric_image(path: str | os.PathLike) -> np.ndarray:
     files reduced to 8 bits, alpha dropped), the data are cast to float32, converted with
     ``cvtColor(BGR2GRAY)`` (Y = 0.299 R + 0.587 G + 0.114 B, no rounding inside) and rounded half to
     even with ``np.round``. For gray 8-bit files this returns exactly the stored values.
+    A file OpenCV cannot decode (a float or 32-bit TIFF) is read with
+    :func:`emma_fusion.io.read_image`, as ``emma fuse`` reads it, and scored as the 8-bit image
+    ``emma fuse`` would write from it (see :func:`_read_like_fuse`).
     Raises :class:`EmmaError` for a missing or undecodable file.
     """
     p = Path(path)
     if not p.is_file():
         raise EmmaError(f"no such image file: {p}")
     data = np.fromfile(p, dtype=np.uint8)  # imdecode also copes with non-ASCII paths
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with _opencv_quiet():  # its "can not handle images with 32-bit samples" warning on stderr
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
-        raise EmmaError(f"cannot decode image {p}")
+        return _read_like_fuse(p)
     gray = cv2.cvtColor(bgr.astype(np.float32), cv2.COLOR_BGR2GRAY)
     return np.round(gray)
+
+
+@contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """Keep OpenCV's own log lines (warnings about files it cannot decode) off stderr inside the block."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    old = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(old)
+
+
+def _read_like_fuse(p: Path) -> np.ndarray:
+    """The metric array of a file OpenCV cannot decode, read with :func:`~emma_fusion.io.read_image`.
+
+    Each channel is quantised to 8 bits as :func:`~emma_fusion.io.write_image` does, then the luma is
+    taken and rounded as for an OpenCV-decoded file, so a float TIFF scores like its 8-bit PNG.
+    """
+    try:
+        arr = read_image(p)
+    except EmmaError as e:
+        if str(e).startswith("cannot read image"):  # no decoder knows it: a damaged or foreign file
+            raise EmmaError(f"cannot decode image {p}") from None
+        raise
+    levels = np.floor(np.clip(arr, 0, 1) * 255 + 0.5).astype(np.float32)
+    if levels.ndim == 2:
+        return levels
+    return np.round(cv2.cvtColor(levels, cv2.COLOR_RGB2GRAY))
 
 
 def quantize_fused(arr01: np.ndarray) -> np.ndarray:

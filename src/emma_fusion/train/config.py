@@ -47,6 +47,7 @@ __all__ = [
     "apply_overrides",
     "PHASE_KEYS",
     "phase_configs",
+    "check_values",
     "phase_lr",
     "crop_stream",
     "validation_steps",
@@ -259,6 +260,9 @@ def phase_configs(cfg: FusionConfig) -> list[tuple[int, FusionConfig]]:
         if not _is_int(steps) or steps < 1:
             raise EmmaError(f"config {where} needs steps = N (N >= 1), got {steps!r}")
         _check_phase_run_keys(phase, where)
+        for key in ("lr", "lr_min"):
+            if key in phase:
+                _check_value(where, key, phase[key], _LIMITS[f"optim.{key}"])
         loss = {k: v for k, v in phase.items() if k.startswith("content_") or k in ("seed", "channels_last")}
         optim = {k: v for k, v in phase.items() if k in ("lr", "lr_min")}
         monitor = {k: phase[k] for k in ("val_every", "select_caps") if k in phase}
@@ -278,12 +282,12 @@ def _is_int(v: Any) -> bool:
 
 
 def _check_loss_weights(cfg: FusionConfig, where: str) -> None:
-    """One-line error for a negative loss weight (``a1``, ``a2``, ``content_*_weight``): a term the loss
+    """One-line error for a negative or non-finite loss weight (``a1``, ``a2``, ``content_*_weight``): a term the loss
     would otherwise skip without a word."""
     for f in dataclasses.fields(cfg):
         is_weight = f.name in ("a1", "a2") or (f.name.startswith("content_") and f.name.endswith("_weight"))
-        if is_weight and getattr(cfg, f.name) < 0:
-            raise EmmaError(f"config {where}: {f.name} must be >= 0, got {getattr(cfg, f.name)!r}")
+        if is_weight and not (math.isfinite(getattr(cfg, f.name)) and getattr(cfg, f.name) >= 0):
+            raise EmmaError(f"config {where}: {f.name} must be a finite number >= 0, got {getattr(cfg, f.name)!r}")
 
 
 def _check_phase_run_keys(phase: dict[str, Any], where: str) -> None:
@@ -295,6 +299,45 @@ def _check_phase_run_keys(phase: dict[str, Any], where: str) -> None:
             raise EmmaError(f"config {where}: {key} must be true or false")
     if "val_every" in phase and not (_is_int(phase["val_every"]) and phase["val_every"] >= 1):
         raise EmmaError(f"config {where}: val_every must be a whole number >= 1, got {phase['val_every']!r}")
+
+
+#: The numbers a run reads, as ``key: (lowest value, whether the value must exceed it, what the
+#: lowest value means)``; keys absent from a stage (``width`` in stage 2) are skipped. Floats must
+#: also be finite. :func:`check_values` applies them to TOML files and command-line options alike.
+_LIMITS: dict[str, tuple[float, bool, str]] = {
+    "seed": (0, False, ""), "batch": (1, False, ""), "steps": (0, False, "0: run for epochs"),
+    "epochs": (0, True, ""), "checkpoint_every": (1, False, ""), "log_every": (1, False, ""),
+    "max_seconds": (0, False, "0: no limit"), "width": (1, False, ""), "gate_crops": (1, False, ""),
+    "optim.lr": (0, True, ""), "optim.lr_min": (0, False, ""), "optim.weight_decay": (0, False, ""),
+    "optim.lr_gamma": (0, True, ""), "optim.lr_step_epochs": (0, False, "0: constant"),
+    "optim.grad_clip": (0, False, "0: no clipping"), "data.crop": (1, False, ""),
+    "data.crops_per_image": (1, False, ""), "data.noise_std": (0, False, ""), "data.grid_stride": (0, False, "0: random crops"),
+    "monitor.every": (0, False, "0: no monitor"), "monitor.crops": (1, False, ""), "monitor.patience": (1, False, ""),
+    "monitor.val_every": (0, False, "0: once an epoch"), "monitor.val_pairs": (0, False, "0: every pair"),
+    "transforms.per_step": (0, False, "0: the whole stack"),
+}
+
+
+def check_values(cfg: StageConfig) -> None:
+    """One-line :class:`EmmaError` for a number out of its range (:data:`_LIMITS`), e.g. ``batch = 0``,
+    ``optim.lr = nan`` or ``epochs = 0``; called on every configuration read or overridden and by the
+    trainers, so bad input fails before any work is done."""
+    for key, limit in _LIMITS.items():
+        parent, _, name = key.rpartition(".")
+        node = getattr(cfg, parent, None) if parent else cfg
+        if hasattr(node, name):
+            _check_value(cfg.stage, key, getattr(node, name), limit, typing.get_type_hints(type(node))[name] is int)
+
+
+def _check_value(where: str, key: str, value: Any, limit: tuple[float, bool, str], whole: bool = False) -> None:
+    """Raise ``config WHERE: KEY must be a finite number > LOW, got VALUE`` unless ``value`` is within ``limit``."""
+    low, above, meaning = limit
+    number = _is_int(value) if whole else isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and math.isfinite(value) and (value > low if above else value >= low):
+        return
+    kind = "a whole number" if whole else "a finite number"
+    note = f" ({meaning})" if meaning else ""
+    raise EmmaError(f"config {where}: {key} must be {kind} {'>' if above else '>='} {low:g}{note}, got {value!r}")
 
 
 def crop_stream(cfg: FusionConfig) -> list[tuple[int, int]]:
@@ -436,7 +479,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise EmmaError(f"config {where} must be a table")
+            raise EmmaError(f"config: [{where}] must be a table, got {type(value).__name__}")
         return _merge(tp(), value, where)
     if origin is list:
         (item,) = typing.get_args(tp)
@@ -478,7 +521,9 @@ def apply_overrides(cfg: StageConfig, overrides: dict[str, Any]) -> StageConfig:
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
-    return _merge(cfg, nested)
+    cfg = _merge(cfg, nested)
+    check_values(cfg)
+    return cfg
 
 
 def load_config(stage: str, path: str | os.PathLike | None = None, preset_name: str | None = None) -> StageConfig:
@@ -501,10 +546,13 @@ def load_config(stage: str, path: str | os.PathLike | None = None, preset_name: 
         if stage not in doc:
             raise EmmaError(f"config {p} has no [{stage}] table")
         table = doc[stage]
+        if not isinstance(table, dict):
+            raise EmmaError(f"config: [{stage}] must be a table, got {type(table).__name__}")
     base = preset(preset_name or file_preset or "paper", stage)
     if table.get("phases") and "steps" not in table:
         table = {**table, "steps": 0}  # the phases set the run's length, not the preset
     cfg = _merge(base, table, stage)
+    check_values(cfg)
     if isinstance(cfg, FusionConfig):
         phase_configs(cfg)  # a mistake in the phases is reported now, not hours into the run
     return cfg

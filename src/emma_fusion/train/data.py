@@ -174,6 +174,7 @@ class PairedCrops:
         self.too_small: list[tuple[str, str, tuple[int, int]]] = []
         self.mismatched: list[tuple[str, str, str]] = []
         self.no_fused: list[tuple[str, str]] = []
+        self.held_out = 0
         self.forced = 0
         self._cache: dict[Path, np.ndarray] = {}
         self._cached_bytes = 0
@@ -185,7 +186,7 @@ class PairedCrops:
         if np.any(np.array([s.weight for s in self.sets]) < 0):
             raise EmmaError("data set weights must be >= 0")
         if weights.sum() <= 0:
-            raise EmmaError("no usable training pairs (see the warnings above)")
+            raise EmmaError(self._why_no_pairs())
         self.set_probs = weights / weights.sum()
         self.patches: list[tuple[PairRecord, int, int]] = []
         self._inputs: list[tuple[int, int | None]] = []  # (patch, fused image) of each grid input
@@ -207,6 +208,7 @@ class PairedCrops:
         records = []
         for stem in sorted(set(irs) & set(vis)):
             if keep is not None and stem not in keep:
+                self.held_out += 1
                 continue
             rec = self._check_pair(i, name, stem, irs[stem], vis[stem], fused_maps)
             if rec is not None:
@@ -232,6 +234,16 @@ class PairedCrops:
             self.no_fused.append((name, stem))
             return None
         return PairRecord(i, stem, ir, vi, size, tuple(fused))
+
+    def _why_no_pairs(self) -> str:
+        """The one-line reason no pair is usable: none found, all skipped, or all held out."""
+        where = ", ".join(s.label() for s in self.sets)
+        if any(self.pairs_by_set):
+            return f"no usable training pairs in {where}: every data set with pairs has weight 0"
+        skipped = len(self.unpaired) + len(self.too_small) + len(self.mismatched) + len(self.no_fused)
+        parts = [f"{skipped} skipped (see the warnings above)"] if skipped else []
+        parts += [f"{self.held_out} held out for validation"] if self.held_out else []
+        return f"no usable training pairs in {where}: " + ("; ".join(parts) or "no image pairs with matching names found")
 
     def _report(self) -> None:
         for what, items in (

@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import EmmaError
 from ..nets import UFuser
 from ..weights import load_model, load_weights_into, packaged_models, save_weights
-from .config import (FusionConfig, MonitorConfig, crop_stream, phase_configs, phase_lr, restart_steps,
+from .config import (FusionConfig, MonitorConfig, check_values, crop_stream, phase_configs, phase_lr, restart_steps,
                      validation_steps)
 from .data import PairedCrops
 from .loop import (Runtime, Stage, StopTraining, notes, rank_indices, run_stage, setup_runtime, steps_per_epoch,
@@ -509,12 +509,24 @@ def _loss_summary(cfg: FusionConfig) -> str:
     return ", ".join(parts)
 
 
+def _check_initial_weights(name: str) -> None:
+    """Read the U-Fuser weights a run starts from (``init_weights``: a file or a packaged model such
+    as ``emma-default``) before any work: unreadable weights, or weights holding NaN or infinity, are
+    one line here instead of a NaN loss at step 0. (They are loaded again after seeding, where a run
+    always loaded them, so the random stream of a warm start is unchanged.)"""
+    if name:
+        load_model(name, arch="ufuser")  # load_state refuses non-finite tensors
+
+
 def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     """Train the U-Fuser; return the final weights file ``OUT/ufuser.safetensors``."""
     cfg = config
+    check_values(cfg)
     for _, c in phase_configs(cfg):  # bad loss settings fail here, not after data loading and validation
         check_content_options(c.content_signed, c.content_polarity, c.content_vif_visible_share, c.content_sky_band,
                              c.content_sky_polarity, c.content_sky_smooth, c.content_sky_bright)
+    if not resume:
+        _check_initial_weights(cfg.init_weights)
     rt = setup_runtime(cfg)
     sense = _load_sensing(cfg)
     data = _build_data(cfg, cfg.seed)

@@ -25,7 +25,7 @@ from ..errors import EmmaError
 from ..io import atomic_write
 from ..nets import SensingUNet
 from ..weights import save_weights
-from .config import SensingConfig
+from .config import SensingConfig, check_values
 from .data import PairedCrops
 from .loop import Runtime, Stage, rank_indices, run_stage, setup_runtime, steps_per_epoch
 
@@ -99,6 +99,7 @@ def train_sensing(config: SensingConfig, resume: bool = False) -> Path:
     """Train A_i and A_v; return the run folder, which holds ``A_ir.safetensors``,
     ``A_vi.safetensors`` and ``gate.json`` (give it to stage 2 as ``sensing``)."""
     cfg = config
+    check_values(cfg)
     rt = setup_runtime(cfg)
     train, held = _build_data(cfg)
     torch.manual_seed(cfg.seed)
