@@ -110,3 +110,11 @@ def test_two_images_with_one_stem_are_refused_by_name(tmp_path):
         list_images(tmp_path)
     (tmp_path / "a.jpg").unlink()
     assert sorted(list_images(tmp_path)) == ["a", "b"]
+
+
+def test_a_folder_given_as_an_image_is_named_a_folder(tmp_path):
+    from emma_fusion.metrics.reading import read_metric_image
+
+    for read in (read_image, read_metric_image):
+        with pytest.raises(EmmaError, match="is a folder, not an image file"):
+            read(tmp_path)

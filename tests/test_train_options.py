@@ -144,3 +144,11 @@ def test_the_library_checks_the_same_values():
     for name in ("paper", "cpu", "warmstart", "finetune"):
         for stage in ("sensing", "fusion"):
             apply_overrides(preset(name, stage), {})
+
+
+def test_a_sensing_folder_that_does_not_exist_is_named(tmp_path):
+    from emma_fusion.train.config import FusionConfig
+    from emma_fusion.train.fusion import _sensing_paths
+
+    with pytest.raises(EmmaError, match=r"no such stage-1 run folder or packaged pair \(packaged: emma-sensing\)"):
+        _sensing_paths(FusionConfig(sensing=str(tmp_path / "missing")))

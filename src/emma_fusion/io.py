@@ -86,7 +86,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
-        raise EmmaError(f"no such image file: {p}")
+        raise EmmaError(f"{p} is a folder, not an image file" if p.is_dir() else f"no such image file: {p}")
     try:
         with Image.open(p) as img:
             img.load()

@@ -35,7 +35,7 @@ def read_metric_image(path: str | os.PathLike) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
-        raise EmmaError(f"no such image file: {p}")
+        raise EmmaError(f"{p} is a folder, not an image file" if p.is_dir() else f"no such image file: {p}")
     data = np.fromfile(p, dtype=np.uint8)  # imdecode also copes with non-ASCII paths
     with _opencv_quiet():  # its "can not handle images with 32-bit samples" warning on stderr
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -534,7 +534,7 @@ def load_config(stage: str, path: str | os.PathLike | None = None, preset_name: 
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise EmmaError(f"no such config file: {p}")
+            raise EmmaError(f"{p} is a folder, not a config file" if p.is_dir() else f"no such config file: {p}")
         try:
             doc = tomllib.loads(p.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -315,6 +315,10 @@ def _sensing_paths(cfg: FusionConfig) -> tuple[str, str, Path | dict[str, Any] |
     if cfg.sensing and not Path(cfg.sensing).exists() and f"{cfg.sensing}-ir" in models and f"{cfg.sensing}-vi" in models:
         return f"{cfg.sensing}-ir", f"{cfg.sensing}-vi", models[f"{cfg.sensing}-ir"].get("gate")
     base = Path(cfg.sensing) if cfg.sensing else None
+    if base is not None and not base.is_dir():
+        pairs = sorted(n[:-3] for n in models if n.endswith("-ir") and f"{n[:-3]}-vi" in models)
+        raise EmmaError(f"sensing {cfg.sensing}: no such stage-1 run folder or packaged pair "
+                        f"(packaged: {', '.join(pairs) or 'none'})")
     ir = Path(cfg.sensing_ir) if cfg.sensing_ir else (base / SENSING_FILES["ir"] if base else None)
     vi = Path(cfg.sensing_vi) if cfg.sensing_vi else (base / SENSING_FILES["vi"] if base else None)
     if ir is None or vi is None:
