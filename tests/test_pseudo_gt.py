@@ -136,6 +136,9 @@ def test_parse_results_spec(tmp_path):
     assert parse_results_spec(("x", d)) == ("x", d)
     with pytest.raises(EmmaError, match="bad source name"):
         parse_results_spec(("../up", d))
+    for bad in ("=", f"={d}", f"../x={d}", "ifc="):
+        with pytest.raises(EmmaError, match="bad results source .*: give NAME=DIR"):
+            parse_results_spec(bad)
 
 
 # --- the results-folder method ---------------------------------------------------------------

@@ -83,7 +83,9 @@ def parse_results_spec(spec: str | os.PathLike | tuple[str, str | os.PathLike]) 
     else:
         text = os.fspath(spec)
         name, sep, rest = text.partition("=")
-        if sep and _SAFE_NAME.match(name) and not Path(text).exists():
+        if sep and not Path(text).exists():  # NAME=DIR (a folder whose own name holds '=' is taken whole)
+            if not (name and _SAFE_NAME.match(name) and rest):
+                raise EmmaError(f"bad results source {text!r}: give NAME=DIR (NAME of letters, digits, '.', '_', '+', '-') or DIR")
             folder = Path(rest)
         else:
             folder, name = Path(text), ""
