@@ -242,3 +242,8 @@ def test_a_folder_with_two_images_of_one_stem_is_refused(tmp_path, pair, weights
     Image.open(ir).save(ir.with_suffix(".jpg"))
     code, _, err = run(capsys, "fuse", "--ir", ir.parent, "--vi", vi.parent, "-o", tmp_path / "out", "-w", weights)
     assert code == 2 and "two images named a in" in err and err.count("\n") == 1
+
+
+def test_an_unknown_device_is_one_line(tmp_path, pair, weights, capsys):
+    code, _, err = run(capsys, "fuse", *pair, "-o", tmp_path / "f.png", "-w", weights, "--device", "tpu")
+    assert code == 2 and err == "error: unknown device 'tpu'; use cpu, cuda or cuda:N\n"

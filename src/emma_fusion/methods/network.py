@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -85,6 +86,8 @@ class EmmaNetwork:
     ) -> None:
         if threads:
             torch.set_num_threads(clamp_threads(threads))
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise EmmaError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EmmaError("--device cuda requested but no CUDA device is available")
         onnx_file = weights is not None and str(weights).endswith(".onnx")
