@@ -346,3 +346,27 @@ def test_cli_warnings_reach_stderr_as_warning_lines():
             "c._root(verbose=False); clamp_threads(9, cores=1)")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert err.strip() == "warning: 9 threads requested, but this process can use 1 CPU core: using 1"
+
+
+@pytest.mark.parametrize("command", [
+    ["demo", "-o", "{f}"],
+    ["pseudo-gt", "--ir", "{ir}", "--vi", "{vi}", "-o", "{f}", "-m", "average"],
+    ["bench", "-d", "{d}", "-o", "{f}", "-m", "average", "--jobs", "1", "--threads", "1"],
+])
+def test_a_file_where_an_output_folder_belongs_is_one_line(tmp_path, pair, capsys, command):
+    f = tmp_path / "taken.png"
+    f.write_bytes(b"keep")
+    ir, vi = pair
+    args = [a.format(f=f, ir=ir.parent, vi=vi.parent, d=ir.parent.parent) for a in command]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and str(f) in err
+    assert f.read_bytes() == b"keep"
+
+
+def test_a_training_run_refuses_a_file_as_its_folder(tmp_path):
+    from emma_fusion.train.loop import _prepare_out
+
+    f = tmp_path / "taken.png"
+    f.write_bytes(b"keep")
+    with pytest.raises(EmmaError, match="is a file; give a folder for the run"):
+        _prepare_out(f, False, None)

@@ -133,6 +133,9 @@ def run_demo(out_dir: str | Path, model=None, ir_path: str | Path | None = None,
     there = [n for n in names if (out / n).exists()]
     if there and not overwrite:
         raise EmmaError(f"{out} already holds {', '.join(there)}; pass --overwrite to replace them, or another --out")
+    from .io import ensure_writable_dir
+
+    ensure_writable_dir(out)  # a file in the way, or no permission: one line before any work
     from .api import fuse
     from .io import read_image
     paths: dict[str, Path] = {}

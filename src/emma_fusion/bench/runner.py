@@ -235,6 +235,9 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     """
     t0 = time.perf_counter()
     cfg = replace(cfg, out=Path(cfg.out))
+    for folder in (cfg.out, cfg.cache):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise EmmaError(f"{folder} is a file; bench needs a folder there (--out, --cache)")
     datasets = _datasets(cfg)
     network_options = {"device": cfg.device} if cfg.device != "cpu" else {}
     specs, skipped = build_method_specs(cfg.methods, cfg.weights, cfg.results, cfg.normalize, network_options)

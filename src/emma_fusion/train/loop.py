@@ -269,6 +269,8 @@ def _optimizer(cfg: StageConfig, models: dict[str, nn.Module], spe: int, total: 
 
 
 def _prepare_out(out: Path, resume: bool, rt: Runtime) -> Path | None:
+    if out.exists() and not out.is_dir():
+        raise EmmaError(f"--out {out} is a file; give a folder for the run")
     ckpt = latest_checkpoint(out)
     if resume and ckpt is None:
         raise EmmaError(f"nothing to resume: no checkpoint under {out / 'checkpoints'}")

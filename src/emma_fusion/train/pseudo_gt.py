@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core import fuse_luma
 from ..errors import EmmaError
-from ..io import atomic_write, pair_by_stem, read_image, to_gray, write_image
+from ..io import atomic_write, ensure_writable_dir, pair_by_stem, read_image, to_gray, write_image
 from ..methods.base import FusionMethod, get_method
 from ..methods.folder import ResultsFolder
 from ..progress import progress_bar
@@ -175,10 +175,10 @@ def make_pseudo_gt(
         EmmaError: no pairs, no or duplicate sources, unknown method, a pair (or an external
             result) whose sizes differ, unreadable images.
     """
-    out = Path(out_dir)
     pairs, unpaired = pair_by_stem(ir_dir, vi_dir)
     if not pairs:
         raise EmmaError(f"no image pairs with matching names in {ir_dir} and {vi_dir}")
+    out = ensure_writable_dir(out_dir)  # a file in the way, or no permission: one line before any work
     for name in unpaired:
         log.warning("no partner for %s", name)
     built, reports = _build_sources(out, methods, results, method_options or {})
