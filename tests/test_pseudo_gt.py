@@ -99,6 +99,14 @@ def test_missing_results_are_reported_not_written(pairs, tmp_path, caplog):
     assert "2 of 3 pairs have no fused image" in caplog.text
 
 
+def test_a_results_folder_with_none_of_the_pairs_is_an_error(pairs, tmp_path):
+    ir_dir, vi_dir, _ = pairs
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmmaError, match="results source E .* has no image for any of the 3 pairs"):
+        make_pseudo_gt(ir_dir, vi_dir, tmp_path / "out", ["average"], [f"E={tmp_path / 'empty'}"])
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
 def test_results_of_another_size_are_an_error(pairs, tmp_path):
     ir_dir, vi_dir, _ = pairs
     bad = tmp_path / "bad"

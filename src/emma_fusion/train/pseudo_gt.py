@@ -182,6 +182,10 @@ def make_pseudo_gt(
     for name in unpaired:
         log.warning("no partner for %s", name)
     built, reports = _build_sources(out, methods, results, method_options or {})
+    for name, fm in built.items():  # a results folder that covers none of the pairs is a wrong path, not a gap
+        if isinstance(fm, ResultsFolder) and not any(p[0] in fm for p in pairs):
+            raise EmmaError(f"results source {name} ({reports[name].description}) has no image for any of the "
+                            f"{len(pairs)} pairs")
     report = PseudoGTReport(out, [p[0] for p in pairs], unpaired, reports)
     for stem, ir_path, vi_path in progress_bar(pairs, enabled=progress, desc="pseudo-gt", unit="pair"):
         _fuse_pair(stem, ir_path, vi_path, built, reports, overwrite)
