@@ -363,6 +363,15 @@ def test_a_file_where_an_output_folder_belongs_is_one_line(tmp_path, pair, capsy
     assert f.read_bytes() == b"keep"
 
 
+def test_bench_checks_its_report_path_before_any_work(tmp_path, pair, capsys):
+    ir, _ = pair
+    (tmp_path / "r.md").mkdir()
+    code, _, err = run(capsys, "bench", "-d", ir.parent.parent, "-o", tmp_path / "o", "-m", "average",
+                       "--jobs", "1", "--threads", "1", "--report-md", tmp_path / "r.md")
+    assert code == 2 and err == f"error: --report-md {tmp_path / 'r.md'} is a folder; give a .md file name\n"
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_training_run_refuses_a_file_as_its_folder(tmp_path):
     from emma_fusion.train.loop import _prepare_out
 

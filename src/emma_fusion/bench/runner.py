@@ -18,7 +18,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import EmmaError
-from ..io import atomic_write, list_images
+from ..io import atomic_write, ensure_writable_dir, list_images
 from ..metrics import resolve_names
 from .cache import BenchCache, FileHasher, digest
 from .code import code_hash
@@ -238,6 +238,10 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     for folder in (cfg.out, cfg.cache):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
             raise EmmaError(f"{folder} is a file; bench needs a folder there (--out, --cache)")
+    if cfg.report_md is not None:  # its folder (and figures beside it) must be writable before any work
+        if Path(cfg.report_md).is_dir():
+            raise EmmaError(f"--report-md {cfg.report_md} is a folder; give a .md file name")
+        ensure_writable_dir(Path(cfg.report_md).parent)
     datasets = _datasets(cfg)
     network_options = {"device": cfg.device} if cfg.device != "cpu" else {}
     specs, skipped = build_method_specs(cfg.methods, cfg.weights, cfg.results, cfg.normalize, network_options)
