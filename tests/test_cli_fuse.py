@@ -233,7 +233,8 @@ def test_files_given_as_folders_get_the_one_pair_hint(tmp_path, pair, capsys):
 ])
 def test_video_options_for_images_are_refused(tmp_path, pair, weights, capsys, extra, named):
     code, _, err = run(capsys, "fuse", *pair, "-o", tmp_path / "f.png", "-w", weights, *extra)
-    assert code == 2 and err == f"error: {named} apply to video only; these inputs and output are images\n"
+    verb = "apply" if "," in named else "applies"
+    assert code == 2 and err == f"error: {named} {verb} to video only; these inputs and output are images\n"
     assert not (tmp_path / "f.png").exists()
 
 

@@ -63,6 +63,7 @@ def _base(stage: str, out: Path, data: Path) -> list[str]:
     ("fusion", "--lr", "-1", "optim.lr must be a finite number > 0, got -1.0"),
     ("fusion", "--max-seconds", "-1", "max_seconds must be a finite number >= 0 (0: no limit), got -1.0"),
     ("fusion", "--batch", "0", "batch must be a whole number >= 1, got 0"),
+    ("fusion", "--threads", "-1", "threads must be a whole number >= 0 (0: auto), got -1"),
     ("fusion", "--checkpoint-every", "0", "checkpoint_every must be a whole number >= 1, got 0"),
     ("fusion", "--seed", "-1", "seed must be a whole number >= 0, got -1"),
     ("fusion", "--crop", "0", "data.crop must be a whole number >= 1, got 0"),

@@ -379,3 +379,22 @@ def test_a_training_run_refuses_a_file_as_its_folder(tmp_path):
     f.write_bytes(b"keep")
     with pytest.raises(EmmaError, match="is a file; give a folder for the run"):
         _prepare_out(f, False, None)
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--data", "{pairs}", "--sensing", "{tmp}/missing"], "no such stage-1 run folder or packaged pair"),
+    (["--data", "{tmp}/empty", "--sensing", "emma-sensing"], "no image pairs with matching names found"),
+])
+def test_refused_training_input_is_the_error_line_alone(tmp_path, pair, capsys, extra, says):
+    """No setup notes (preset, threads) before the error: they appear once the run has started."""
+    (tmp_path / "empty" / "ir").mkdir(parents=True)
+    (tmp_path / "empty" / "vi").mkdir()
+    threads = torch.get_num_threads()
+    args = ["train", "fusion", "--out", tmp_path / "run", "--steps", "1", "--threads", "1", "--no-progress",
+            *[a.format(tmp=tmp_path, pairs=pair[0].parent.parent) for a in extra]]
+    try:
+        code, _, err = run(capsys, *args)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and says in err, err
+    assert not (tmp_path / "run").exists()

@@ -125,7 +125,8 @@ def _refuse_video_options(**given) -> None:
     flags = {"fps": "--fps", "offset": "--offset", "lossless": "--lossless", "skip_bad": "--skip-bad-frames", "batch": "--batch"}
     named = [flags[k] for k, v in given.items() if v not in (None, False)]
     if named:
-        raise EmmaError(f"{', '.join(named)} apply to video only; these inputs and output are images")
+        verb = "applies" if len(named) == 1 else "apply"
+        raise EmmaError(f"{', '.join(named)} {verb} to video only; these inputs and output are images")
 
 
 def _check_options(bits: int, tile: Optional[int], threads: Optional[int], precision: str, device: str) -> None:

@@ -78,7 +78,8 @@ def _default_preset(device: Optional[str], held: Optional[list[str]] = None) -> 
 def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], out: Optional[Path],
                     resume: bool, overrides: dict[str, Any], data: list[str], fused: list[str]):
     """The run's configuration: the preset, the ``--config`` file, then the options; every value is
-    checked (:func:`~emma_fusion.train.config.check_values`) before the preset note is printed."""
+    checked (:func:`~emma_fusion.train.config.check_values`). Returns it and the notes to show once
+    the run has started (the preset chosen)."""
     from ..train import apply_overrides, load_config
 
     held: list[str] = []
@@ -96,9 +97,7 @@ def _resolve_config(stage: str, config: Optional[Path], preset: Optional[str], o
         raise EmmaError("--fused needs --data (or put fused folders in the config file)")
     if not cfg.data.sets:
         raise EmmaError("no training data: pass --data DIR (a folder with ir/ and vi/) or set data.sets in --config")
-    for line in held:
-        typer.echo(line, err=True)
-    return cfg
+    return cfg, held
 
 
 def _announce_resume(cfg: Any, resume: bool) -> None:
@@ -112,36 +111,63 @@ def _announce_resume(cfg: Any, resume: bool) -> None:
         typer.echo(f"resuming {cfg.stage} from step {checkpoint_step(ckpt)} ({ckpt})", err=True)
 
 
-@contextmanager
-def _print_notes() -> Iterator[None]:
-    """Show the trainer's one-line notes (threads, each validation) on stderr, without ``-v`` too."""
-    from tqdm import tqdm
+class _Notes(logging.Handler):
+    """The trainer's notes on stderr, held until the run has started: bad input then shows only its
+    ``error:`` line, not the setup notes (threads, preset) before it."""
 
+    def __init__(self, held: list[str]) -> None:
+        super().__init__()
+        self.held: list[str] | None = list(held)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "emma_started", False):
+            self.flush_held()
+        elif self.held is not None:
+            self.held.append(self.format(record))
+        else:
+            self._write(self.format(record))
+
+    def flush_held(self) -> None:
+        for line in self.held or []:
+            self._write(line)
+        self.held = None
+
+    @staticmethod
+    def _write(line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)  # above a progress bar, not through it
+
+
+@contextmanager
+def _print_notes(held: list[str]) -> Iterator[None]:
+    """Show the trainer's one-line notes (threads, each validation) on stderr, without ``-v`` too,
+    from the moment the run starts (``held``: lines to show first); dropped when the input is refused."""
     from ..train.loop import notes
 
-    class _Echo(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(self.format(record), file=sys.stderr)  # above a progress bar, not through it
-
-    handler = _Echo()
+    handler = _Notes(held)
     saved = notes.level, notes.propagate
     notes.addHandler(handler)
     notes.setLevel(logging.INFO)
     notes.propagate = False  # once, also with -v
     try:
         yield
+    except EmmaError:
+        handler.held = None  # refused before the start: the error line alone
+        raise
     finally:
+        handler.flush_held()
         notes.removeHandler(handler)
         notes.setLevel(saved[0])
         notes.propagate = saved[1]
 
 
-def _run(train: Any, cfg: Any, resume: bool) -> Any:
+def _run(train: Any, cfg: Any, resume: bool, held: list[str]) -> Any:
     """Run a training function; Ctrl-C or SIGTERM saves a checkpoint and exits with code 130."""
     from .common import exit_on_interrupt
 
     _announce_resume(cfg, resume)
-    with exit_on_interrupt("before training started; nothing new saved"), _print_notes():
+    with exit_on_interrupt("before training started; nothing new saved"), _print_notes(held):
         return train(cfg, resume=resume)
 
 
@@ -174,8 +200,8 @@ def sensing_command(
                  "data.crop": crop, "width": width, "data.noise_std": noise_std, "seed": seed, "threads": threads,
                  "checkpoint_every": checkpoint_every, "max_seconds": max_seconds,
                  "progress": False if no_progress else None}
-    cfg = _resolve_config("sensing", config, preset, out, resume, overrides, data, fused)
-    run = _run(train_sensing, cfg, resume)
+    cfg, held = _resolve_config("sensing", config, preset, out, resume, overrides, data, fused)
+    run = _run(train_sensing, cfg, resume, held)
     gate = json.loads((run / "gate.json").read_text())
     for m in ("ir", "vi"):
         if m in gate:
@@ -228,8 +254,8 @@ def fusion_command(
                  "skip_gate": True if skip_gate else None, "progress": False if no_progress else None,
                  "monitor.val_dir": str(val) if val else None, "monitor.val_pairs": val_pairs,
                  "monitor.val_every": val_every}
-    cfg = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
-    weights = _run(train_fusion, cfg, resume)
+    cfg, held = _resolve_config("fusion", config, preset, out, resume, overrides, data, [])
+    weights = _run(train_fusion, cfg, resume, held)
     typer.echo(f"U-Fuser weights -> {weights}")
     best = Path(weights).parent / BEST_FILE
     if cfg.monitor.val_dir and best.is_file():

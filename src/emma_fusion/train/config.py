@@ -314,7 +314,7 @@ _LIMITS: dict[str, tuple[float, bool, str]] = {
     "data.crops_per_image": (1, False, ""), "data.noise_std": (0, False, ""), "data.grid_stride": (0, False, "0: random crops"),
     "monitor.every": (0, False, "0: no monitor"), "monitor.crops": (1, False, ""), "monitor.patience": (1, False, ""),
     "monitor.val_every": (0, False, "0: once an epoch"), "monitor.val_pairs": (0, False, "0: every pair"),
-    "transforms.per_step": (0, False, "0: the whole stack"),
+    "transforms.per_step": (0, False, "0: the whole stack"), "threads": (0, False, "0: auto"),
 }
 
 

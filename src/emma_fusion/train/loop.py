@@ -325,6 +325,7 @@ def run_stage(cfg: StageConfig, stage: Stage, rt: Runtime, resume: bool = False)
                     "steps_per_epoch": spe, "world": rt.world, "device": str(rt.device), "threads": rt.threads})
     elif rt.main:
         jlog.write({"type": "resume", "step": start, "threads": rt.threads})
+    notes.info("%s started", stage.name, extra={"emma_started": True})  # the inputs were accepted (cli: show held notes)
 
     def save(step: int) -> None:
         if rt.main:

@@ -178,7 +178,7 @@ def make_pseudo_gt(
     pairs, unpaired = pair_by_stem(ir_dir, vi_dir)
     if not pairs:
         raise EmmaError(f"no image pairs with matching names in {ir_dir} and {vi_dir}")
-    out = ensure_writable_dir(out_dir)  # a file in the way, or no permission: one line before any work
+    out = Path(out_dir)
     for name in unpaired:
         log.warning("no partner for %s", name)
     built, reports = _build_sources(out, methods, results, method_options or {})
@@ -186,6 +186,7 @@ def make_pseudo_gt(
         if isinstance(fm, ResultsFolder) and not any(p[0] in fm for p in pairs):
             raise EmmaError(f"results source {name} ({reports[name].description}) has no image for any of the "
                             f"{len(pairs)} pairs")
+    ensure_writable_dir(out)  # a file in the way, or no permission: one line before any work
     report = PseudoGTReport(out, [p[0] for p in pairs], unpaired, reports)
     for stem, ir_path, vi_path in progress_bar(pairs, enabled=progress, desc="pseudo-gt", unit="pair"):
         _fuse_pair(stem, ir_path, vi_path, built, reports, overwrite)
