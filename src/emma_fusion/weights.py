@@ -27,6 +27,7 @@ from .nets import SensingUNet, UFuser
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_MODEL",
+    "blend_models",
     "build_model",
     "save_weights",
     "load_state",
@@ -145,6 +146,25 @@ def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: 
         raise EmmaError(f"{source} does not fit {type(model).__name__}: {'; '.join(problems)}")
     model.load_state_dict(state, strict=True)
     return model
+
+
+def blend_models(a: nn.Module, b: nn.Module, alpha: float) -> nn.Module:
+    """A network of ``a``'s architecture whose float weights are ``(1 - alpha) * a + alpha * b``.
+
+    Weight-space interpolation of two networks fine-tuned from a common start (for example
+    ``emma-default`` and ``emma-sky``, which continues it) trades their behaviours off smoothly;
+    ``alpha`` in [0, 1] (0 gives ``a``, 1 gives ``b``). Integer buffers are taken from ``a``.
+    Networks of different architectures or widths are a one-line :class:`EmmaError`.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise EmmaError(f"blend weight alpha must lie in [0, 1], got {alpha}")
+    if model_config(a) != model_config(b):
+        raise EmmaError(f"cannot blend different networks: {model_config(a)} and {model_config(b)}")
+    sa, sb = a.state_dict(), b.state_dict()
+    mixed = {k: v * (1.0 - alpha) + sb[k] * alpha if v.is_floating_point() else v for k, v in sa.items()}
+    out = build_model(*model_config(a))
+    load_weights_into(out, mixed, source="blend")
+    return out.eval()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
