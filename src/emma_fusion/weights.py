@@ -152,8 +152,8 @@ def blend_models(a: nn.Module, b: nn.Module, alpha: float) -> nn.Module:
     """A network of ``a``'s architecture whose float weights are ``(1 - alpha) * a + alpha * b``.
 
     Weight-space interpolation of two networks fine-tuned from a common start (for example
-    ``emma-default`` and ``emma-sky``, which continues it) trades their behaviours off smoothly;
-    ``alpha`` in [0, 1] (0 gives ``a``, 1 gives ``b``). Integer buffers are taken from ``a``.
+    ``emma-default`` and ``emma-sky``, which continues it) trades their behaviours off (measured
+    for those two in docs/MODEL_CARD.md); ``alpha`` in [0, 1] (0 gives ``a``, 1 gives ``b``). Integer buffers are taken from ``a``.
     Networks of different architectures or widths are a one-line :class:`EmmaError`.
     """
     if not 0.0 <= alpha <= 1.0:
