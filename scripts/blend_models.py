@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EmmaError(f"output must be a .safetensors file: {args.out}")
         a, b = load_model(args.a, arch=None), load_model(args.b, arch=None)
         blended = blend_models(a, b, args.alpha)
-        meta = {"stage": "fusion", "blend": f"(1 - {args.alpha}) * {args.a} + {args.alpha} * {args.b}"}
+        meta = {"blend": f"(1 - {args.alpha}) * {args.a} + {args.alpha} * {args.b}"}
         save_weights(args.out, blended, extra_metadata=meta)
     except EmmaError as e:
         print(f"error: {e}", file=sys.stderr)
