@@ -4,8 +4,8 @@
     python scripts/composite_tradeoff.py --datasets TNO --pairs 0 --model emma-default
 
 For the first ``--pairs`` pairs (0: all) of each ``--datasets`` test split (default RoadScene and
-TNO), prints the mean SD, VIF, Qabf and TCR (``emma_fusion.metrics``, each image min-max scaled to
-0..255 as saved fusions are) of:
+TNO), prints the mean SD, SCD, VIF, Qabf, TCR and SKY (``emma_fusion.metrics``, each image min-max
+scaled to 0..255 as saved fusions are; SKY over the pairs that have a sky) of:
 
 - ``max``: the max composite ``max(i, v)``, the content loss's intensity target;
 - ``max base + max detail``: its 31 x 31 box-mean base plus, per pixel, the larger (in magnitude)
@@ -20,8 +20,14 @@ TNO), prints the mean SD, VIF, Qabf and TCR (``emma_fusion.metrics``, each image
   ``ir - boxmean31(ir)`` put back on the targets (the same mask, widened by 7 pixels): the max
   composite's TCR (below 0.7 on TNO) restored.
 
-With ``--model M`` (a packaged name or a weights file) also the model's own gray fusion and its
-blends ``(1 - a) * model + a * max`` for a = 0.3, 0.5, 0.7.
+With ``--model M`` (a packaged name or a weights file) also the model's own gray fusion, its
+blends ``(1 - a) * model + a * max`` for a = 0.3, 0.5, 0.7, and two ways of giving it the visible
+image's daytime sky (:func:`bright_flat_mask`: where the visible image is bright and flat, widened
+by 5 px and feathered, sigma 3 and 8):
+
+- ``model, visible sky``: the visible image pasted there (its brightness and its edges);
+- ``model, sky lifted x k`` (k = 0.8, 0.9): only the brightness, ``model + k * mask * G(v - model)``
+  with ``G`` a Gaussian of sigma 20: the model's own edges (the infrared's streaks) stay.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from emma_fusion.methods.classical import GuidedFilterFusion
 from emma_fusion.methods.classical._filters import box_mean
 from emma_fusion.metrics import compute, local_contrast, warm_target_mask
 
-METRICS = ["SD", "VIF", "Qabf", "TCR"]
+METRICS = ["SD", "SCD", "VIF", "Qabf", "TCR", "SKY"]
 
 
 def _gray(path: Path) -> np.ndarray:
@@ -53,6 +59,18 @@ def warm_mask(ir: np.ndarray, widen: int = 15, sigma: float = 2.0) -> np.ndarray
     """Where TCR looks (:func:`emma_fusion.metrics.warm_target_mask`), widened by ``widen`` px and feathered: [0, 1]."""
     hard = warm_target_mask(ir).astype(np.float64)
     return cv2.GaussianBlur(cv2.dilate(hard, np.ones((widen, widen))), (0, 0), sigma)
+
+
+def bright_flat_mask(vi: np.ndarray, widen: int = 5, sigma: float = 3.0) -> np.ndarray:
+    """Where the visible image is bright (>= 170) and flat (15 x 15 std < 8 levels), the floor term's
+    mask (a daytime sky, white walls), widened by ``widen`` px and feathered: [0, 1]. vi in [0, 1]."""
+    v = vi * 255.0
+    mean = cv2.blur(v, (15, 15), borderType=cv2.BORDER_REFLECT)
+    var = cv2.blur(v * v, (15, 15), borderType=cv2.BORDER_REFLECT) - mean * mean
+    hard = ((v >= 170.0) & (var < 64.0)).astype(np.float64)
+    if widen:
+        hard = cv2.dilate(hard, np.ones((2 * widen + 1, 2 * widen + 1)))
+    return cv2.GaussianBlur(hard, (0, 0), sigma) if sigma else hard
 
 
 def candidates(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -79,6 +97,11 @@ def candidates(ir: np.ndarray, vi: np.ndarray, fused: np.ndarray | None = None) 
         out["model"] = fused
         for a in (0.3, 0.5, 0.7):
             out[f"model x {1 - a:.1f} + max x {a:.1f}"] = (1 - a) * fused + a * top
+        sky = bright_flat_mask(vi)
+        out["model, visible sky"] = (1 - sky) * fused + sky * vi
+        lift = bright_flat_mask(vi, 5, 8.0) * cv2.GaussianBlur(vi - fused, (0, 0), 20.0)
+        for k in (0.8, 0.9):
+            out[f"model, sky lifted x {k}"] = np.clip(fused + k * lift, 0.0, 1.0)
     return out
 
 
@@ -108,7 +131,7 @@ def main() -> None:
             for label, f in candidates(ir, vi, fused).items():
                 scores.setdefault(label, []).append(compute(_minmax255(f), ir * 255, vi * 255, METRICS))
         for label, rows in scores.items():
-            means = " | ".join(f"{np.mean([r[m] for r in rows]):.3f}" for m in METRICS)
+            means = " | ".join(f"{np.nanmean([r[m] for r in rows]):.3f}" for m in METRICS)
             print(f"| {ds} | {label} | {means} |")
 
 

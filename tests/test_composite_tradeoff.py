@@ -48,3 +48,23 @@ def test_candidates_keep_what_they_claim(script):
     assert score["visible"] < 0.2 < 0.8 < score["visible + warm targets"]  # pasting puts the target back
     assert score["max + warm contrast"] > 0.8  # the target's local contrast restored
     assert "model" not in script.candidates(ir, vi)
+
+
+def test_sky_composites_take_the_visible_sky_and_keep_the_rest(script):
+    """A bright flat visible sky over a dark model fusion: pasted, the sky is the visible image's;
+    lifted, it is brighter by k of the gap and keeps the model's streaks; away from it nothing moves."""
+    yy, xx = np.mgrid[0:224, 0:128]
+    vi = np.where(yy < 112, 0.9, 0.3 + 0.1 * np.sin(xx / 3.0))
+    ir = np.full((224, 128), 0.4)
+    fused = np.where(yy < 112, 0.35 + 0.03 * np.sin(yy * 1.5), 0.5)  # a dark sky with streaks
+    m = script.bright_flat_mask(vi)
+    assert m[:90].min() > 0.99 and m[140:].max() < 1e-6
+    c = script.candidates(ir, vi, fused)
+    np.testing.assert_allclose(c["model, visible sky"][:90], vi[:90], atol=1e-6)
+    np.testing.assert_allclose(c["model, visible sky"][140:], fused[140:])
+    lifted = c["model, sky lifted x 0.9"]
+    gap = (vi - fused)[10:20, 40:80].mean()
+    assert abs((lifted - fused)[10:20, 40:80].mean() - 0.9 * gap) < 0.05 * gap
+    streak = np.diff(lifted[5:25, 64])
+    np.testing.assert_allclose(streak, np.diff(fused[5:25, 64]), atol=0.01)  # the model's edges stay
+    np.testing.assert_allclose(lifted[200:], fused[200:], atol=1e-3)
