@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -12,6 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EMMA_SHARED", ROOT.parent / "shared"))
 
 torch.set_num_threads(int(os.environ.get("EMMA_TEST_THREADS", "1")))
+
+
+def load_script(relpath: str) -> ModuleType:
+    """Import a file of the repository that is not in a package (``scripts/X.py``, ``benchmarks/X.py``)."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def shared_path(*parts: str) -> Path:

@@ -1,7 +1,5 @@
 """Weight-space blends of two U-Fusers (emma_fusion.weights.blend_models, scripts/blend_models.py)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +9,8 @@ from hypothesis import strategies as st
 from emma_fusion.errors import EmmaError
 from emma_fusion.nets import SensingUNet, UFuser
 from emma_fusion.weights import blend_models, load_model, load_state, save_weights
+
+from conftest import load_script
 
 
 def _pair(seed: int = 0) -> tuple[UFuser, UFuser]:
@@ -66,10 +66,7 @@ def test_blend_rejects_different_networks():
 
 @pytest.fixture()
 def script():
-    spec = importlib.util.spec_from_file_location("blend_models", Path(__file__).parents[1] / "scripts" / "blend_models.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/blend_models.py")
 
 
 def test_script_writes_the_blend_atomically(script, tmp_path, capsys):

@@ -1,21 +1,17 @@
 """scripts/composite_tradeoff.py: the hand-made fusions behind the TNO trade-off in docs/TRAINING_HISTORY.md."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emma_fusion.metrics import compute
 
+from conftest import load_script
+
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "composite_tradeoff", Path(__file__).parents[1] / "scripts" / "composite_tradeoff.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/composite_tradeoff.py")
 
 
 def _pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,21 +1,17 @@
 """scripts/eq6_landscape.py: Eq. 6 and its terms for fixed fusions and A pairs (docs/EQ6.md)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from emma_fusion.train.losses import sobel_l1
 
+from conftest import load_script
+
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location(
-        "eq6_landscape", Path(__file__).parents[1] / "scripts" / "eq6_landscape.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/eq6_landscape.py")
 
 
 def test_oracle_recovers_an_affine_source_and_only_the_mean_from_a_flat_image(script):
@@ -71,9 +67,7 @@ def test_verdict_passes_only_when_the_warm_start_ranks_first(script):
 
 def test_gpu_script_runs_the_authors_stage_1_and_eq6_from_the_warm_start(tmp_path):
     """scripts/gpu_eq6.py (issue 24, item 4): the configurations it trains, without training."""
-    spec = importlib.util.spec_from_file_location("gpu_eq6", Path(__file__).parents[1] / "scripts" / "gpu_eq6.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/gpu_eq6.py")
     args = mod.argparse.Namespace(device="cuda", threads=8, quick=False, sensing_seconds=140.0,
                                   fusion_seconds=150.0, val_every=200, fusion_lr=1e-4)
     data = tmp_path / "data"

@@ -1,18 +1,15 @@
 """scripts/make_results.py: the targets section that docs/RESULTS.md opens with (issues 15 and 26)."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import load_script
+
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("make_results", Path(__file__).parents[1] / "scripts" / "make_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/make_results.py")
 
 
 def _res(paper_scale: float, sky: list[float]):

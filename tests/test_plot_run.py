@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plot_run.py"
+from conftest import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("plot_run", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/plot_run.py")
 
 
 def _val(step: int, select: float) -> dict:

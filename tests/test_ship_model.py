@@ -1,8 +1,6 @@
 """scripts/ship_model.py: packaging trained nets (U-Fuser, fp16 sensing nets with a gate report)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,12 +8,12 @@ import torch
 from emma_fusion.nets import UFuser
 from emma_fusion.weights import load_model, load_state, save_weights
 
+from conftest import load_script
+
 
 @pytest.fixture()
 def ship(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("ship_model", Path(__file__).parents[1] / "scripts" / "ship_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/ship_model.py")
     monkeypatch.setattr(mod, "MODELS", tmp_path / "models")
     return mod
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import emma_fusion
-from conftest import shared_path
+from conftest import load_script, shared_path
 from emma_fusion.metrics import compute, quantize_fused, read_metric_image
 from emma_fusion.weights import packaged_models
 
@@ -99,10 +99,5 @@ def test_emma_sky_keeps_warm_targets_against_the_sky(shared):
 
 def _tcr_skyline():
     """scripts/tcr_skyline.py as a module."""
-    import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("tcr_skyline", Path(__file__).parents[1] / "scripts" / "tcr_skyline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/tcr_skyline.py")

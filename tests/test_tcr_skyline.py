@@ -1,21 +1,18 @@
 """scripts/tcr_skyline.py: TCR split into warm targets in front of a bright background and the rest."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from emma_fusion.metrics import compute
 
+from conftest import load_script
+
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("tcr_skyline", Path(__file__).parents[1] / "scripts" / "tcr_skyline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/tcr_skyline.py")
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,8 @@ from emma_fusion.train.losses import EmmaLoss
 from emma_fusion.hardware import resolve_amp
 from emma_fusion.train.loop import auto_threads
 
+from conftest import load_script
+
 
 @given(st.integers(1, 64), st.floats(0.0, 200.0))
 def test_auto_threads_never_exceeds_the_idle_cores(cores, load):
@@ -70,12 +72,7 @@ def test_channels_last_step_matches_the_plain_step():
 
 def test_benchmark_counts_convolution_flops():
     """benchmarks/train_step.py --profile divides by these FLOPs: a known convolution's count."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("train_step", Path(__file__).parents[1] / "benchmarks" / "train_step.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/train_step.py")
     conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
     x = torch.rand(2, 4, 10, 10)  # no input gradient: backward computes the weight gradient only
     forward = lambda: (conv(x) ** 2).mean()  # noqa: E731
