@@ -41,7 +41,7 @@ from PIL import Image
 
 from emma_fusion.methods.classical import GuidedFilterFusion
 from emma_fusion.methods.classical._filters import box_mean
-from emma_fusion.metrics import compute, local_contrast, warm_target_mask
+from emma_fusion.metrics import bright_flat, compute, local_contrast, warm_target_mask
 
 METRICS = ["SD", "SCD", "VIF", "Qabf", "TCR", "SKY"]
 
@@ -62,12 +62,9 @@ def warm_mask(ir: np.ndarray, widen: int = 15, sigma: float = 2.0) -> np.ndarray
 
 
 def bright_flat_mask(vi: np.ndarray, widen: int = 5, sigma: float = 3.0) -> np.ndarray:
-    """Where the visible image is bright (>= 170) and flat (15 x 15 std < 8 levels), the floor term's
-    mask (a daytime sky, white walls), widened by ``widen`` px and feathered: [0, 1]. vi in [0, 1]."""
-    v = vi * 255.0
-    mean = cv2.blur(v, (15, 15), borderType=cv2.BORDER_REFLECT)
-    var = cv2.blur(v * v, (15, 15), borderType=cv2.BORDER_REFLECT) - mean * mean
-    hard = ((v >= 170.0) & (var < 64.0)).astype(np.float64)
+    """Where the visible image is bright and flat (:func:`emma_fusion.metrics.bright_flat`: a daytime
+    sky, white walls), widened by ``widen`` px and feathered: [0, 1]. vi in [0, 1]."""
+    hard = bright_flat(vi * 255.0).astype(np.float64)
     if widen:
         hard = cv2.dilate(hard, np.ones((2 * widen + 1, 2 * widen + 1)))
     return cv2.GaussianBlur(hard, (0, 0), sigma) if sigma else hard

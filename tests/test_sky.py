@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emma_fusion.metrics import compute, sky_mask
+from emma_fusion.metrics import bright_flat, compute, sky_mask
 from emma_fusion.train.fusion import _validation_pairs, selection_score
 from emma_fusion.train.losses import content_loss, sky_mask_torch, sky_term
 
@@ -35,6 +35,16 @@ def test_mask_finds_the_sky_and_never_the_warm_target():
     hot_vi = vi.copy()
     hot_vi[60:80, 50:62] = 230.0  # a bright visible target that is warm: still not "sky"
     assert not sky_mask(ir, hot_vi)[60:80, 50:62].any()
+
+
+def test_bright_flat_is_the_visible_half_of_the_sky_mask():
+    ir, vi = _daytime()
+    bf = bright_flat(vi)
+    assert bf[:40].all() and not bf[56:].any()  # the whole bright sky, none of the dark ground
+    assert not (sky_mask(ir, vi) & ~bf).any()  # the sky mask never reaches beyond it
+    textured = vi.copy()
+    textured[:48] += 40.0 * (np.indices((48, 128)).sum(axis=0) % 2)  # bright but not flat
+    assert not bright_flat(textured)[:40].any()
 
 
 def test_sky_retention_of_visible_dark_and_night():

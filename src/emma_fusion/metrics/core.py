@@ -58,6 +58,15 @@ SKY_MIN_COVER = 0.02
 SKY_WARM_MARGIN = 30.0
 
 
+def bright_flat(vi: np.ndarray) -> np.ndarray:
+    """A bright, flat visible background (a daytime sky, a white wall): ``vi >= 170`` and the local
+    standard deviation of ``vi`` over 15 x 15 below 8. vi: (H, W) float array of gray levels
+    0..255; returns (H, W) bool. The visible half of :func:`sky_mask`."""
+    mean = cv2.blur(vi, (15, 15), borderType=cv2.BORDER_REFLECT)
+    var = cv2.blur(vi * vi, (15, 15), borderType=cv2.BORDER_REFLECT) - mean * mean
+    return (vi >= 170.0) & (var < 64.0)
+
+
 def sky_mask(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     """Where SKY looks: bright, flat visible background in front of which the infrared is locally colder.
 
@@ -69,11 +78,9 @@ def sky_mask(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     (H, W) bool. The training term ``content_sky_weight`` uses the same mask
     (:func:`emma_fusion.train.losses.sky_mask_torch`).
     """
-    mean = cv2.blur(vi, (15, 15), borderType=cv2.BORDER_REFLECT)
-    var = cv2.blur(vi * vi, (15, 15), borderType=cv2.BORDER_REFLECT) - mean * mean
     ci = local_contrast(ir)
     near_warm = cv2.dilate((ci > SKY_WARM_MARGIN).astype(np.uint8), np.ones((31, 31), np.uint8)) > 0
-    return (vi >= 170.0) & (var < 64.0) & (ci < 0) & ~near_warm
+    return bright_flat(vi) & (ci < 0) & ~near_warm
 
 
 def _valid_sep_filter(img: np.ndarray, k: np.ndarray) -> np.ndarray:
