@@ -293,3 +293,32 @@ def test_floor_term_can_leave_a_warm_target_in_bright_smoke_free():
     sky = f.clone()
     sky[..., :10, :] -= 0.2  # darkened smoke away from the target still costs
     assert floor_term(sky, vi, ir=ir, warm=8.0) > 0
+
+
+def test_sky_mean_holds_the_sky_brightness_and_leaves_its_fine_texture_free():
+    from emma_fusion.errors import EmmaError
+    from emma_fusion.train.losses import floor_term
+
+    ir, vi = _daytime()
+    ir_t, vi_t = (torch.from_numpy(a / 255.0).float()[None, None] for a in (ir, vi))
+    rows = torch.arange(96, dtype=torch.float32)[:, None]
+    streaked = (vi_t + 0.04 * torch.where(rows % 4 < 2, 1.0, -1.0)).clamp(0, 1)  # zero-mean streaks
+    assert sky_term(streaked, ir_t, vi_t).item() > 0.1  # pixels and edges: the streaks cost
+    assert sky_term(streaked, ir_t, vi_t, mean=15).item() < 0.005  # 15 x 15 means: they do not
+    assert floor_term(streaked, vi_t).item() > 0.01
+    assert floor_term(streaked, vi_t, mean=15).item() < 0.005
+    darker = vi_t - 0.2  # a darker sky costs either way
+    assert sky_term(darker, ir_t, vi_t, mean=15).item() == pytest.approx(0.2, rel=0.05)
+    assert floor_term(darker, vi_t, mean=15).item() == pytest.approx(0.2, rel=0.05)
+    with pytest.raises(EmmaError, match="sky mean must be"):
+        content_loss(vi_t, ir_t, vi_t, sky_weight=1.0, sky_mean=4)
+
+
+def test_sky_mean_of_a_run_reaches_its_content_loss():
+    from emma_fusion.nets.ufuser import UFuser
+    from emma_fusion.train.config import FusionConfig
+    from emma_fusion.train.fusion import _loss_summary, make_loss
+
+    cfg = FusionConfig(ablation="content", content_sky_weight=1.0, content_sky_mean=15)
+    assert make_loss(cfg, UFuser(), None).content_loss.keywords["sky_mean"] == 15
+    assert "sky 1 (15x15 means)" in _loss_summary(cfg)

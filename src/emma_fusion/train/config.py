@@ -211,6 +211,7 @@ class FusionConfig(_RunFields):
     content_sky_polarity: int = 0
     content_sky_smooth: int = 0
     content_sky_bright: float = 170.0
+    content_sky_mean: int = 0
     content_floor_weight: float = 0.0
     content_floor_warm: float = 0.0
     content_scd_weight: float = 0.0

@@ -483,7 +483,8 @@ def make_loss(cfg: FusionConfig, fuser: nn.Module, sense: dict[str, nn.Module] |
                                     target_weight=cfg.content_target_weight, sky_band=cfg.content_sky_band,
                                     sky_polarity=cfg.content_sky_polarity, sky_smooth=cfg.content_sky_smooth,
                                     sky_bright=cfg.content_sky_bright, floor_weight=cfg.content_floor_weight,
-                                    floor_warm=cfg.content_floor_warm, scd_weight=cfg.content_scd_weight))
+                                    floor_warm=cfg.content_floor_warm, scd_weight=cfg.content_scd_weight,
+                                    sky_mean=cfg.content_sky_mean))
 
 
 def _loss_summary(cfg: FusionConfig) -> str:
@@ -500,6 +501,7 @@ def _loss_summary(cfg: FusionConfig) -> str:
         mask = [f"band {cfg.content_sky_band}"] if cfg.content_sky_band != 15 else []
         mask += [f"smooth {cfg.content_sky_smooth}"] if cfg.content_sky_smooth > 1 else []
         mask += [f"from {cfg.content_sky_bright:g}"] if cfg.content_sky_bright != 170.0 else []
+        mask += [f"{cfg.content_sky_mean}x{cfg.content_sky_mean} means"] if cfg.content_sky_mean > 1 else []
         parts.append(f"sky {cfg.content_sky_weight:g}" + (f" ({', '.join(mask)})" if mask else ""))
     if cfg.content_sky_polarity:
         parts.append(f"sky polarity {cfg.content_sky_polarity} px")
@@ -528,7 +530,7 @@ def train_fusion(config: FusionConfig, resume: bool = False) -> Path:
     check_values(cfg)
     for _, c in phase_configs(cfg):  # bad loss settings fail here, not after data loading and validation
         check_content_options(c.content_signed, c.content_polarity, c.content_vif_visible_share, c.content_sky_band,
-                             c.content_sky_polarity, c.content_sky_smooth, c.content_sky_bright)
+                             c.content_sky_polarity, c.content_sky_smooth, c.content_sky_bright, c.content_sky_mean)
     if not resume:
         _check_initial_weights(cfg.init_weights)
     rt = setup_runtime(cfg)

@@ -159,19 +159,23 @@ def sky_mask_torch(ir: torch.Tensor, vi: torch.Tensor, band: int = 15, smooth: i
 
 
 def sky_term(f: torch.Tensor, ir: torch.Tensor, vi: torch.Tensor, band: int = 15, smooth: int = 0,
-             bright: float = 170.0) -> torch.Tensor:
+             bright: float = 170.0, mean: int = 0) -> torch.Tensor:
     """Keep the visible image where :func:`sky_mask_torch` holds (scalar; 0 where the mask is empty)::
 
         sum(|f - v| m) / sum(m) + sum((|d_x f - d_x v| + |d_y f - d_y v|) m) / sum(m)
 
     with unnormalised Sobel derivatives: the sky stays as bright and as smooth as the visible
     image, without the infrared camera's cold tone and streaks. ``band``, ``smooth``, ``bright``: as
-    in :func:`sky_mask_torch`. f, ir, vi: (N, 1, H, W) in [0, 1].
+    in :func:`sky_mask_torch`. ``mean`` k > 1 (odd) compares only the k x k local means of f and v,
+    ``sum(|B_k f - B_k v| m) / sum(m)``: the sky's brightness is held to the visible image's and
+    its fine texture (edges finer than k px) is left to the other terms. f, ir, vi: (N, 1, H, W) in [0, 1].
     """
     m = sky_mask_torch(ir, vi, band, smooth, bright).detach()
     area = m.sum()
     if area < 1:
         return f.sum() * 0.0
+    if mean > 1:
+        return ((_box_mean(f, mean) - _box_mean(vi, mean)).abs() * m).sum() / area
     g = (spatial_gradient(f, mode="sobel", order=1, normalized=False)
          - spatial_gradient(vi, mode="sobel", order=1, normalized=False)).abs().sum(dim=2)
     return ((f - vi).abs() * m).sum() / area + (g * m).sum() / area
@@ -185,7 +189,7 @@ def near_sky(ir: torch.Tensor, vi: torch.Tensor, band: int, reach: int, smooth: 
 
 
 def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0, ir: torch.Tensor | None = None,
-               warm: float = 0.0) -> torch.Tensor:
+               warm: float = 0.0, mean: int = 0) -> torch.Tensor:
     """Never darker than a bright, flat visible background (scalar; 0 where there is none)::
 
         sum(relu(v - f) m) / sum(m),   m = v >= bright / 255 and local std of v over 15 x 15 < 8 / 255
@@ -196,6 +200,7 @@ def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0, ir: tor
     infrared image's cold sky, a dark rim drawn to make an edge). ``warm`` > 0 (grey levels, with
     ``ir``): pixels within 3 px of one whose infrared 7 x 7 mean lies more than ``warm`` above its
     31 x 31 mean are left out, so a warm target in front of bright smoke, fog or a pale wall may stay darker than it.
+    ``mean`` k > 1 (odd) compares the k x k local means of f and v instead of the pixels.
     f, vi, ir: (N, 1, H, W) in [0, 1].
     """
     m = _bright_flat(vi, bright)
@@ -206,6 +211,8 @@ def floor_term(f: torch.Tensor, vi: torch.Tensor, bright: float = 170.0, ir: tor
     area = m.sum()
     if area < 1:
         return f.sum() * 0.0
+    if mean > 1:
+        f, vi = _box_mean(f, mean), _box_mean(vi, mean)
     return (F.relu(vi - f) * m).sum() / area
 
 
@@ -235,7 +242,7 @@ def target_term(f: torch.Tensor, ir: torch.Tensor, floor: float = 8.0 / 255.0) -
 
 def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visible_share: float = 0.5,
                           sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0,
-                          sky_bright: float = 170.0) -> None:
+                          sky_bright: float = 170.0, sky_mean: int = 0) -> None:
     """Raise :class:`EmmaError` (one line) on content-loss settings :func:`content_loss` cannot use."""
     if polarity and not signed:
         raise EmmaError("content polarity needs the signed texture term (content_signed = true)")
@@ -249,6 +256,8 @@ def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visib
         raise EmmaError(f"content sky polarity reach must be >= 0 px, got {sky_polarity}")
     if sky_smooth < 0 or (sky_smooth > 1 and sky_smooth % 2 == 0):
         raise EmmaError(f"content sky smooth must be 0, 1 or an odd window side, got {sky_smooth}")
+    if sky_mean < 0 or (sky_mean > 1 and sky_mean % 2 == 0):
+        raise EmmaError(f"content sky mean must be 0, 1 or an odd window side, got {sky_mean}")
     if not 0.0 <= sky_bright <= 255.0:
         raise EmmaError(f"content sky bright must be a grey level in [0, 255], got {sky_bright}")
     if sky_polarity and not signed:
@@ -261,7 +270,7 @@ def content_loss(
     polarity: float = 0.0, vif_weight: float = 0.0, qabf_weight: float = 0.0, vif_max_gain: float = 0.0,
     vif_visible_share: float = 0.5, sky_weight: float = 0.0, target_weight: float = 0.0,
     sky_band: int = 15, sky_polarity: int = 0, sky_smooth: int = 0, sky_bright: float = 170.0,
-    floor_weight: float = 0.0, floor_warm: float = 0.0, scd_weight: float = 0.0,
+    floor_weight: float = 0.0, floor_warm: float = 0.0, scd_weight: float = 0.0, sky_mean: int = 0,
 ) -> torch.Tensor:
     """Max-intensity and max-gradient content loss (scalar)::
 
@@ -318,10 +327,12 @@ def content_loss(
     ``floor_weight`` adds ``floor_weight * floor_term(f, vi, sky_bright)`` (:func:`floor_term`): f
     no darker than the visible image wherever that is bright and flat; ``floor_warm`` > 0 (grey
     levels) leaves out where the infrared is locally warmer than that (:func:`floor_term`'s ``warm``).
+    ``sky_mean`` k > 1 (odd): the sky and floor terms compare k x k local means only, so they hold
+    the sky's brightness and leave its fine texture to the texture, VIF and Qabf terms.
     ``scd_weight`` adds ``scd_weight * (2 - SCD)`` (:func:`.metric_losses.scd_score`, batch mean):
     more of each source beyond the other, which the max composite (one source per pixel) lacks.
     """
-    check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity, sky_smooth, sky_bright)
+    check_content_options(signed, polarity, vif_visible_share, sky_band, sky_polarity, sky_smooth, sky_bright, sky_mean)
     target = torch.maximum(ir, vi)
     intensity = F.l1_loss(f, target)
     if base_weight > 0:
@@ -346,11 +357,11 @@ def content_loss(
     if qabf_weight > 0:
         loss = loss + qabf_weight * (1.0 - qabf_score(ir, vi, f).mean())
     if sky_weight > 0:
-        loss = loss + sky_weight * sky_term(f, ir, vi, sky_band, sky_smooth, sky_bright)
+        loss = loss + sky_weight * sky_term(f, ir, vi, sky_band, sky_smooth, sky_bright, sky_mean)
     if target_weight > 0:
         loss = loss + target_weight * target_term(f, ir)
     if floor_weight > 0:
-        loss = loss + floor_weight * floor_term(f, vi, sky_bright, ir, floor_warm)
+        loss = loss + floor_weight * floor_term(f, vi, sky_bright, ir, floor_warm, sky_mean)
     if scd_weight > 0:
         loss = loss + scd_weight * (2.0 - scd_score(ir, vi, f).mean())
     return loss
