@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from .core import bright_flat, compute, local_contrast, sky_mask, warm_target_mask
+from .core import bright_flat, compute, local_contrast, qabf_map, sky_mask, warm_target_mask
 from .dataset import dataset_mean, pair_folders, score_folder
 from .reading import quantize_fused, read_metric_image
 from .registry import (
@@ -44,6 +44,7 @@ __all__ = [
     "warm_target_mask",
     "sky_mask",
     "bright_flat",
+    "qabf_map",
     "resolve_names",
     "read_metric_image",
     "quantize_fused",

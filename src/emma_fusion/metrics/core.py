@@ -27,7 +27,8 @@ from .fmi import fmi
 from .reading import as_metric_array
 from .registry import check_size, resolve_names
 
-__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask", "sky_mask", "SKY_MIN_COVER", "SKY_WARM_MARGIN"]
+__all__ = ["Triplet", "compute", "local_contrast", "warm_target_mask", "sky_mask", "qabf_map", "SKY_MIN_COVER",
+           "SKY_WARM_MARGIN"]
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,22 @@ def _qabf_q(gx, ax, gf, af) -> np.ndarray:
     A += 1.0
     A *= G
     return np.divide(0.9994 * 0.9879, A, out=A)
+
+
+def qabf_map(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Qabf pixel by pixel: ``(num, den)`` with ``Qabf = num.sum() / den.sum()``.
+
+    ``num = Q^AF g_A + Q^BF g_B`` and ``den = g_A + g_B`` (g: Sobel edge strength), so summing
+    ``num / den.sum()`` over a region gives that region's share of Qabf, and the difference of two
+    fusions' ``num`` shows where one keeps the sources' edges better. f, a, b: (H, W) float arrays
+    of gray levels 0..255; returns two (H, W) float64 arrays.
+    """
+    (ax, ay), (bx, by), (fx, fy) = (_sobel_qabf(np.asarray(x, np.float64)) for x in (a, b, f))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # 0 / 0 where neither has an edge (weight 0)
+        ga, aa = _qabf_strength_angle(ax, ay)
+        gb, ab = _qabf_strength_angle(bx, by)
+        gf, af = _qabf_strength_angle(fx, fy)
+        return _qabf_q(ga, aa, gf, af) * ga + _qabf_q(gb, ab, gf, af) * gb, ga + gb
 
 
 def _nabf_grad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
