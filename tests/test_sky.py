@@ -127,6 +127,9 @@ def test_shipped_recipe_config_loads():
     assert cfg.monitor.val_list == "configs/val_pairs.txt" and "SKY" in cfg.monitor.select
     lines = [ln for ln in (root / "configs" / "val_pairs.txt").read_text().splitlines() if ln and not ln.startswith("#")]
     assert all("/test/" not in ln for ln in lines)  # validation never reads a test split
+    blend = load_config("fusion", root / "configs" / "sky-blend.toml")  # the measured candidate
+    assert (blend.content_sky_mean, blend.content_sky_polarity, blend.content_qabf_weight) == (15, 16, 24.0)
+    assert blend.init_weights == "emma-default" and blend.monitor.val_list == cfg.monitor.val_list
 
 
 def test_the_surround_of_a_warm_target_is_not_sky():
