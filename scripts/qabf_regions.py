@@ -3,7 +3,7 @@
     python scripts/qabf_regions.py emma-default blend.safetensors --data ../shared/data/RoadScene/test
 
 For every pair of ``--data`` (``ir/`` and ``vi/``), fuses it with both models (packaged names or
-weights files, gray, saved as EMMA saves: min-max, 8 bit), takes Qabf pixel by pixel
+weights files, gray, quantised as EMMA saves it), takes Qabf pixel by pixel
 (:func:`emma_fusion.metrics.qabf_map`) and prints the second model's Qabf change split into three
 regions that add up to it:
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emma_fusion.metrics import bright_flat, qabf_map, read_metric_image
+from emma_fusion.metrics import bright_flat, qabf_map, quantize_fused, read_metric_image
 
 
 def region_split(f0: np.ndarray, f1: np.ndarray, ir: np.ndarray, vi: np.ndarray, band: int = 15) -> dict[str, float]:
@@ -41,11 +41,10 @@ def region_split(f0: np.ndarray, f1: np.ndarray, ir: np.ndarray, vi: np.ndarray,
 
 
 def _fused(model: str, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
-    """A model's gray fusion as saved (min-max, 8 bit), gray levels 0..255."""
+    """A model's gray fusion as saved (:func:`emma_fusion.metrics.quantize_fused`), gray levels 0..255."""
     from emma_fusion import fuse
 
-    f = np.asarray(fuse(ir / 255.0, vi / 255.0, model=model, color="gray", threads=1), np.float64)
-    return np.round((f - f.min()) / max(float(f.max() - f.min()), 1e-12) * 255)
+    return quantize_fused(np.asarray(fuse(ir / 255.0, vi / 255.0, model=model, color="gray", threads=1))).astype(np.float64)
 
 
 def main() -> None:
