@@ -254,10 +254,9 @@ def check_content_options(signed: bool = False, polarity: float = 0.0, vif_visib
         raise EmmaError(f"content sky band must be >= 0 px, got {sky_band}")
     if sky_polarity < 0:
         raise EmmaError(f"content sky polarity reach must be >= 0 px, got {sky_polarity}")
-    if sky_smooth < 0 or (sky_smooth > 1 and sky_smooth % 2 == 0):
-        raise EmmaError(f"content sky smooth must be 0, 1 or an odd window side, got {sky_smooth}")
-    if sky_mean < 0 or (sky_mean > 1 and sky_mean % 2 == 0):
-        raise EmmaError(f"content sky mean must be 0, 1 or an odd window side, got {sky_mean}")
+    for name, side in (("smooth", sky_smooth), ("mean", sky_mean)):
+        if side < 0 or (side > 1 and side % 2 == 0):
+            raise EmmaError(f"content sky {name} must be 0, 1 or an odd window side, got {side}")
     if not 0.0 <= sky_bright <= 255.0:
         raise EmmaError(f"content sky bright must be a grey level in [0, 255], got {sky_bright}")
     if sky_polarity and not signed:
